@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from flux_monitor_hook.main import main
+
+raise SystemExit(main())
