@@ -235,7 +235,8 @@ def _strip_prefixes(text: str) -> str:
     return text
 
 
-def _normalize(message: str, kind: str | None, reason: str | None) -> _Ctx:
+def _normalize(message: str, kind: str | None, reason: str | None,
+               reporter_ref: tuple[str, str] | None = None) -> _Ctx:
     text = message[:MAX_CHARS]
     for _ in range(2):  # entities can be escaped twice (&amp;#34;) by web UIs
         if '&' not in text:
@@ -270,6 +271,8 @@ def _normalize(message: str, kind: str | None, reason: str | None) -> _Ctx:
         kind = _canonical_kind(kind.strip())
         if reporter is not None and not reporter.kind:
             reporter = reporter._replace(kind=kind)
+        if reporter is None and reporter_ref is not None:
+            reporter = _Obj(kind, reporter_ref[0], reporter_ref[1])
     low = text.lower()
     return _Ctx(text, low, kind or None, (reason or '').strip() or None, reporter, truncated,
                 _find_release(text, low), _field_match(text))
@@ -1440,9 +1443,11 @@ def _unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(item for item in items if item))
 
 
-def explain(message: str, kind: str | None = None, reason: str | None = None) -> Diagnosis:
-    """Diagnose one Flux failure message; `kind`/`reason` are the reporting object's, if known."""
-    ctx = _normalize(message, kind, reason)
+def explain(message: str, kind: str | None = None, reason: str | None = None, *,
+            namespace: str | None = None, name: str | None = None) -> Diagnosis:
+    """Diagnose one Flux failure message; `kind`/`reason` (and `namespace`/`name`) are the reporting
+    object's, if known: they let the suggestions name it instead of a placeholder."""
+    ctx = _normalize(message, kind, reason, (namespace or '', name) if name else None)
     category = _classify(ctx)
     objects = _objects(ctx)
     field = _field(ctx, category)

@@ -31,7 +31,8 @@ _HEX = re.compile(r'[0-9a-fA-F]{4,64}')
 _FULL_SHA = re.compile(r'[0-9a-f]{40}|[0-9a-f]{64}')
 _BATCH_HEADER = re.compile(rb'([0-9a-f]{40}|[0-9a-f]{64}) ([a-z]+) ([0-9]+)\n')
 # A name git would look up as a ref (no `~`, `^`, `:`, `@{`... revision syntax).
-_PLAIN_NAME = re.compile(r'[^\s~^:?*\[\\@]+')
+_PLAIN_NAME = re.compile(r'(?!@$)(?!.*@\{)[^\s~^:?*\[\\]+')
+_NO_COMMIT = re.compile(r'0{40}|0{64}')
 # The refs `git rev-parse NAME` tries, in its order; the first that exists wins.
 _DWIM_RULES = ('refs/{}', 'refs/tags/{}', 'refs/heads/{}', 'refs/remotes/{}', 'refs/remotes/{}/HEAD')
 
@@ -133,11 +134,11 @@ def _zsplit(data: bytes) -> list[str]:
     return [_decode(item) for item in data.split(b'\0') if item]
 
 
-def _check_rev(rev: str, what: str = 'revision') -> None:
+def _check_rev(rev: str) -> None:
     if not rev or rev.startswith('-') or '\0' in rev or '\n' in rev:
         raise UserError(
-            f'invalid {what} {redact_text(rev)!r}: give a commit SHA, branch or tag '
-            f'(a {what} cannot be empty or start with "-")',
+            f'invalid revision {redact_text(rev)!r}: give a commit SHA, branch or tag '
+            f'(a revision cannot be empty or start with "-")',
             exit_codes.USAGE,
         )
 
@@ -255,9 +256,9 @@ def remote_url(root: Path, remote: str) -> str:
     result = _run(root, args)
     if result.returncode == 0:
         return _decode(result.stdout).strip()
-    if result.returncode != 2:  # 2 is `git remote`'s "no such remote"
-        raise _error(args, result)
     names = remotes(root)
+    if remote in names:  # git failed for another reason than an unknown remote
+        raise _error(args, result)
     if not names:
         raise UserError(
             "this repository has no remote; add the one Flux fetches from: "
@@ -325,8 +326,8 @@ def ref_name(root: Path, rev: str) -> str | None:
         return name or None
     # git prints nothing (and succeeds) for a name that is ambiguous between refs.
     candidates = [rule.format(rev) for rule in _DWIM_RULES]
-    existing = set(_zsplit(_run(root, (
-        'for-each-ref', '--format=%(refname)%00', '--', *candidates)).stdout))
+    listed = _run(root, ('for-each-ref', '--format=%(refname)', '--', *candidates))
+    existing = set(_decode(listed.stdout).splitlines())
     return next((ref for ref in candidates if ref in existing), None)
 
 
@@ -463,8 +464,11 @@ def fetch(
 
 def changed_files(root: Path, base: str | None, head: str) -> list[str]:
     """Paths (relative to the root) added, modified or deleted between commits `base` and `head`;
-    every file of `head` when `base` is None. A rename is a deletion plus an addition."""
+    every file of `head` when `base` is None or all zeros (how hooks spell "no commit", e.g. for
+    a new branch in pre-push). A rename is a deletion plus an addition."""
     _check_rev(head)
+    if base is not None and _NO_COMMIT.fullmatch(base):
+        base = None
     if base is None:
         args: tuple[str, ...] = ('ls-tree', '-r', '-z', '--name-only', '--full-tree',
                                  '--end-of-options', head)
@@ -537,28 +541,29 @@ class TreeReader:
     def sha(self) -> str:
         """The full SHA of the commit read; raises UserError when it is not a known commit."""
         if self._sha is None:
-            self._start()
-        assert self._sha is not None
+            found = self._request(f'{self._rev}^{{commit}}')
+            if found is None:
+                self.close()
+                raise _unknown_revision(self.root, self._rev)
+            self._sha = found[0]
         return self._sha
 
-    def _start(self) -> None:
-        try:
-            self._proc = subprocess.Popen(
-                ['git', '-C', os.fspath(self.root), 'cat-file', '--batch'],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=_env(),
-            )
-        except FileNotFoundError:
-            raise GitError(_NO_GIT) from None
-        found = self._request(f'{self._rev}^{{commit}}')
-        if found is None:
-            self.close()
-            raise _unknown_revision(self.root, self._rev)
-        self._sha = found[0]
+    def _process(self) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            try:
+                # Lazy fetches stay allowed here: in a partial clone the files must be read.
+                self._proc = subprocess.Popen(
+                    ['git', '-C', os.fspath(self.root), 'cat-file', '--batch'],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    env=_env(),
+                )
+            except FileNotFoundError:
+                raise GitError(_NO_GIT) from None
+        return self._proc
 
     def _request(self, spec: str) -> tuple[str, str, bytes] | None:
-        proc = self._proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        proc = self._process()
+        assert proc.stdin is not None and proc.stdout is not None
         try:
             proc.stdin.write(spec.encode('utf-8', 'surrogateescape') + b'\n')
             proc.stdin.flush()
@@ -609,12 +614,7 @@ class TreeReader:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        assert proc.stdin is not None
-        try:
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        try:
+        try:  # communicate() closes stdin, upon which cat-file exits
             proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()

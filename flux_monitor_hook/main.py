@@ -49,14 +49,27 @@ def _add_explain_parser(subparsers: argparse._SubParsersAction[_Parser]) -> None
 
 
 def build_parser() -> _Parser:
+    from flux_monitor_hook.commands import demo
+    from flux_monitor_hook.commands import wait
+
     parser = _Parser(prog='flux-monitor', description='Follow a pushed commit until Flux has landed it.')
     subparsers = parser.add_subparsers(dest='command', required=True, parser_class=_Parser)
+    wait.add_arguments(subparsers.add_parser('wait', help='Wait until Flux has landed a git revision.'))
+    demo.add_arguments(subparsers.add_parser('demo', help='Run the whole flow against a local Flux sandbox.'))
     _add_explain_parser(subparsers)
     _add_sandbox_parser(subparsers)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == 'wait':
+        from flux_monitor_hook.commands import wait
+
+        return wait.run(args)
+    if args.command == 'demo':
+        from flux_monitor_hook.commands import demo
+
+        return demo.run(args)
     if args.command == 'explain':
         from flux_monitor_hook.commands import explain
 

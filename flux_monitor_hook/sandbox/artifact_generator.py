@@ -55,7 +55,7 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> None:
         _write(rt, obj)
         rt.event(obj, 'Warning', 'SourceFetchFailed', str(problem), COMPONENT)
     else:
-        obj['status']['inventory'] = inventory
+        obj.setdefault('status', {})['inventory'] = inventory  # the first reconcile has no status yet
         conditions.delete(obj, 'Reconciling')
         conditions.set_condition(obj, 'Ready', 'True', 'Succeeded',
                                  f'reconciliation succeeded, generated {len(inventory)} artifact(s)')

@@ -43,6 +43,20 @@ def _requested(obj: Obj | None) -> str | None:
     return (((obj or {}).get('metadata') or {}).get('annotations') or {}).get('reconcile.fluxcd.io/requestedAt')
 
 
+def _needs_reconcile(change: Change) -> bool:
+    """The Flux controllers' predicates: a new generation, a request annotation, deletion, creation."""
+    old, metadata = change.old, change.obj.get('metadata') or {}
+    if change.type in ('ADDED', 'DELETED') or old is None:
+        return True
+    old_metadata = old['metadata']
+    old_annotations = old_metadata.get('annotations') or {}
+    annotations = metadata.get('annotations') or {}
+    return old_metadata.get('generation') != metadata.get('generation') or \
+        _requested(old) != _requested(change.obj) or \
+        bool(old_metadata.get('deletionTimestamp')) != bool(metadata.get('deletionTimestamp')) or \
+        old_annotations.get('reconcile.fluxcd.io/resetAt') != annotations.get('reconcile.fluxcd.io/resetAt')
+
+
 class Controllers:
     def __init__(self, store: Store, *, speed: float, workdir: Path, use_kubectl: bool,
                  remotes: dict[str, str] | None = None) -> None:
@@ -109,15 +123,12 @@ class Controllers:
             if change.type == 'DELETED' or (old or {}).get('status') != obj.get('status'):
                 self.kustomize.health_changed()
             return
-        if kind not in self._handlers or group not in _FLUX_GROUPS:
+        if group not in _FLUX_GROUPS:
             return
-        if change.type in ('ADDED', 'DELETED') or old is None or \
-                old['metadata'].get('generation') != metadata.get('generation') or \
-                _requested(old) != _requested(obj) or \
-                bool(old['metadata'].get('deletionTimestamp')) != bool(metadata.get('deletionTimestamp')) or \
-                (old['metadata'].get('annotations') or {}).get('reconcile.fluxcd.io/resetAt') != \
-                (metadata.get('annotations') or {}).get('reconcile.fluxcd.io/resetAt'):
+        if kind in self._handlers and _needs_reconcile(change):
             self._enqueue(kind, namespace, name)
+        # No early return for kinds without a reconciler here (ExternalArtifact, written by the generator):
+        # their consumers still watch them.
         revision_moved = _revision(old) != _revision(obj) and _revision(obj) is not None
         became_ready = _ready(obj) and not _ready(old)
         if kind in SOURCE_KINDS and revision_moved:

@@ -22,6 +22,7 @@ from flux_monitor_hook.sandbox.store import now_rfc3339
 Obj = dict[str, Any]
 COMPONENT = 'helm-controller'
 ACTION_SECONDS = 1.0  # how long a simulated install or upgrade takes
+REQUEUE_DEPENDENCY = 30.0  # helm-controller's --requeue-dependency default
 
 
 @dataclass
@@ -68,14 +69,17 @@ class HelmController:
         spec = obj.get('spec') or {}
         status = obj.setdefault('status', {})
         try:
+            # helm-controller writes the HelmChart template before it looks at dependencies.
+            chart_template = self._reconcile_chart_template(obj)
             self._check_dependencies(obj)
-            chart_name, chart_version = self._chart(obj)
+            chart_name, chart_version = self._chart(obj, chart_template)
         except _Gate as gate:
             conditions.set_condition(obj, 'Ready', 'False', gate.reason, gate.message)
             _handled(obj)
             rt.write_status(obj)
-            rt.event(obj, 'Warning', gate.reason, gate.message, COMPONENT)
-            retry = 30.0 if gate.reason == 'DependencyNotReady' else interval_of(obj, default='10m')
+            if gate.event_type:
+                rt.event(obj, gate.event_type, gate.reason, gate.message, COMPONENT)
+            retry = gate.requeue if gate.requeue is not None else interval_of(obj, default='10m')
             rt.requeue('HelmRelease', metadata['namespace'], metadata['name'], retry)
             return
         values = spec.get('values') or {}
@@ -209,28 +213,46 @@ class HelmController:
             found = self.rt.get('HelmRelease', namespace, name)
             if found is None or not conditions.is_true(found, 'Ready') or \
                     (found.get('status') or {}).get('observedGeneration') != found['metadata'].get('generation'):
-                raise _Gate('DependencyNotReady', f"dependency '{namespace}/{name}' is not ready")
+                raise _Gate('DependencyNotReady', f"dependency '{namespace}/{name}' is not ready",
+                            event_type='Normal', requeue=REQUEUE_DEPENDENCY)
 
-    def _chart(self, obj: Obj) -> tuple[str, str]:
+    def _chart(self, obj: Obj, chart_template: tuple[str, str] | None) -> tuple[str, str]:
         """Chart name and version from the HelmChart this release owns, or from spec.chartRef."""
         rt = self.rt
         spec = obj.get('spec') or {}
         metadata = obj['metadata']
-        if spec.get('chartRef'):
-            ref = spec['chartRef']
+        if chart_template is None:
+            ref = spec.get('chartRef') or {}
             kind = ref.get('kind', '')
             namespace = ref.get('namespace') or metadata['namespace']
             source = rt.get(kind, namespace, ref.get('name', '')) if kind in (
                 'OCIRepository', 'HelmChart', 'ExternalArtifact') else None
             if source is None:
-                raise _Gate('ArtifactFailed', f"could not get source object: {kind} '{namespace}/{ref.get('name')}' "
-                                              'not found')
-            artifact = (source.get('status') or {}).get('artifact')
-            if not artifact or not conditions.is_true(source, 'Ready'):
-                raise _Gate('SourceNotReady', f"{kind} '{namespace}/{ref.get('name')}' is not ready")
+                raise _Gate('ArtifactFailed', f'could not get Source object: {_plural(kind)}.source.toolkit.fluxcd.io '
+                                              f'"{ref.get("name")}" not found')
+            _check_source_ready(source)
+            artifact = (source.get('status') or {}).get('artifact') or {}
             revision = str(artifact['revision'])
             version = revision.split('@')[0] if kind == 'OCIRepository' else revision
             return str(ref.get('name')), version
+        chart_namespace, chart_name = chart_template
+        chart = rt.get('HelmChart', chart_namespace, chart_name)
+        if chart is None:
+            raise _Gate('ArtifactFailed', f'could not get Source object: helmcharts.source.toolkit.fluxcd.io '
+                                          f'"{chart_name}" not found')
+        _check_source_ready(chart)
+        artifact = (chart.get('status') or {}).get('artifact') or {}
+        chart_spec = (spec.get('chart') or {}).get('spec') or {}
+        return str((chart.get('status') or {}).get('observedChartName') or chart_spec.get('chart')), \
+            str(artifact['revision'])
+
+    def _reconcile_chart_template(self, obj: Obj) -> tuple[str, str] | None:
+        """Create or update the HelmChart `<ns>-<name>` for spec.chart; its namespace and name (None with chartRef)."""
+        rt = self.rt
+        spec = obj.get('spec') or {}
+        metadata = obj['metadata']
+        if spec.get('chartRef'):
+            return None
         chart_spec = (spec.get('chart') or {}).get('spec') or {}
         source_ref = chart_spec.get('sourceRef') or {}
         chart_namespace = source_ref.get('namespace') or metadata['namespace']
@@ -253,26 +275,46 @@ class HelmController:
         }
         rt.store.apply(rt.type('HelmChart'), desired)
         obj.setdefault('status', {})['helmChart'] = f'{chart_namespace}/{chart_name}'
-        chart = rt.get('HelmChart', chart_namespace, chart_name)
-        artifact = ((chart or {}).get('status') or {}).get('artifact')
-        chart_id = f"HelmChart '{chart_namespace}/{chart_name}'"
-        if chart is None or not artifact:
-            raise _Gate('ArtifactFailed', f'{chart_id} is not ready: chart artifact not found')
-        if (chart.get('status') or {}).get('observedGeneration') != chart['metadata'].get('generation'):
-            raise _Gate('ArtifactFailed', f'{chart_id} is not ready: latest generation of object has not been '
-                                          'reconciled')
-        if not conditions.is_true(chart, 'Ready'):
-            ready = conditions.find(chart, 'Ready') or {}
-            raise _Gate('ArtifactFailed', f'{chart_id} is not ready: {ready.get("message", "")}')
-        return str((chart.get('status') or {}).get('observedChartName') or chart_spec.get('chart')), \
-            str(artifact['revision'])
+        return chart_namespace, chart_name
 
 
 class _Gate(Exception):
-    def __init__(self, reason: str, message: str) -> None:
+    """A prerequisite is missing: Ready=False before any Helm action, with or without an event."""
+
+    def __init__(self, reason: str, message: str, *, event_type: str | None = None,
+                 requeue: float | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.event_type = event_type
+        self.requeue = requeue
+
+
+def _plural(kind: str) -> str:
+    return {'OCIRepository': 'ocirepositories', 'HelmChart': 'helmcharts',
+            'ExternalArtifact': 'externalartifacts'}.get(kind, kind.lower() + 's')
+
+
+def _check_source_ready(source: Obj) -> None:
+    """helm-controller's isSourceReady: the observed generation, not Stalled, an artifact. A source that is
+    Ready=False but still has an artifact (its last good one) is used, as helm-controller does."""
+    kind, metadata = source['kind'], source['metadata']
+    status = source.get('status') or {}
+    prefix = f"{kind} '{metadata['namespace']}/{metadata['name']}' is not ready: "
+    problem = None
+    if kind == 'ExternalArtifact':
+        problem = None if status.get('artifact') else 'does not have an artifact'
+    elif status.get('observedGeneration') != metadata.get('generation'):
+        ready = conditions.find(source, 'Ready')
+        failed = ready is not None and ready.get('status') == 'False'
+        problem = ready['message'] if failed and ready else 'latest generation of object has not been reconciled'
+    elif conditions.is_true(source, 'Stalled'):
+        problem = (conditions.find(source, 'Stalled') or {}).get('message', '')
+    elif not status.get('artifact'):
+        problem = 'does not have an artifact'
+    if problem is not None:
+        # No event: the source's own watch wakes the release when it gets an artifact.
+        raise _Gate('SourceNotReady', prefix + problem, requeue=REQUEUE_DEPENDENCY)
 
 
 def _handled(obj: Obj) -> None:

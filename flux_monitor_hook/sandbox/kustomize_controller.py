@@ -187,7 +187,10 @@ class KustomizeController:
         metadata = obj['metadata']
         retry = requeue if requeue is not None else interval_of(obj, 'retryInterval', (obj.get('spec') or {}).get(
             'interval') or '10m')
-        self.rt.requeue('Kustomization', metadata['namespace'], metadata['name'], retry)
+        # A dependency wait ends as soon as the dependency is ready, so it keeps the sandbox busy (wait_idle);
+        # retries after failures are periodic, or a broken object would keep it busy for ever.
+        self.rt.requeue('Kustomization', metadata['namespace'], metadata['name'], retry,
+                        periodic=requeue is None)
 
     def _check_dependencies(self, obj: Obj, source: Obj) -> None:
         metadata = obj['metadata']
@@ -340,6 +343,17 @@ class KustomizeController:
             self._succeed(obj, pending, health_checked=True)
             return
         now = time.monotonic()
+        stalled = [entry for entry in not_ready if entry.endswith("status: 'Failed'")]
+        if stalled:
+            # pkg/ssa's wait fails fast as soon as an object has failed (kstatus Failed), as kc runs it.
+            self.pending.pop((metadata['namespace'], metadata['name']), None)
+            elapsed = (now - pending.started) * rt.clock.speed
+            message = f"health check failed after {go_duration(elapsed)}: failed early due to stalled resources: " \
+                      f"[{', '.join(stalled)}]"
+            conditions.set_condition(obj, 'Healthy', 'False', 'HealthCheckFailed', message)
+            obj['status']['inventory'] = {'entries': pending.inventory}
+            self._fail(obj, ReconcileFailure('HealthCheckFailed', message), pending.revision, pending.origin_revision)
+            return
         if now < pending.deadline:
             # Woken by workload changes; this is only the backstop for the timeout.
             rt.scheduler.enqueue(('Kustomization', metadata['namespace'], metadata['name']), pending.deadline - now)

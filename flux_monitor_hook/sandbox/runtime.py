@@ -1,6 +1,7 @@
 """What every simulated controller shares: the store, sandbox time, the work queue, events and artifacts."""
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from dataclasses import field
@@ -82,7 +83,9 @@ class Runtime:
         status = obj.get('status') or {}
 
         def replace(current: Obj) -> None:
-            current['status'] = status
+            # A copy: the store keeps what it is given, and the caller goes on changing its status dict
+            # (a later write would then compare equal to the stored object and be dropped as a no-op).
+            current['status'] = copy.deepcopy(status)
 
         try:
             return self.store.set_status(self.type(obj['kind']), metadata.get('namespace'), metadata['name'],

@@ -131,9 +131,8 @@ def _local_repository(rt: Runtime, obj: Obj, url: str) -> str:
     mapped = rt.remotes.get(url) or rt.remotes.get(url.rstrip('/').removesuffix('.git'))
     path = mapped or gitsource.local_path_for_url(url)
     if path is None:
-        host = re.sub(r'^[a-z+]+://([^@/]*@)?', '', url).split('/')[0].split(':')[0]
-        raise SourceFailure('GitOperationFailed', 'failed to checkout and determine revision: unable to clone '
-                            f"'{gitsource.redact_url(url)}': dial tcp: lookup {host}: no such host")
+        # One wording for every unreachable remote: go-git's HTTP transport names the info/refs request.
+        raise gitsource.unreachable_remote_error(url)
     return path
 
 

@@ -68,6 +68,8 @@ class Store:
         self._random = random.Random(seed)
         self._snapshots: dict[str, list[Obj]] = {}
         self._listeners: list[Callable[[Change], None]] = []
+        # What apply last sent per object (with the uid it was sent to): the fields that applier owns.
+        self._applied: dict[tuple[StorageKey, str, str], tuple[str, Obj]] = {}
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -420,27 +422,32 @@ class Store:
     # -- conveniences for controllers and tests --------------------------------------------------------
 
     def apply(self, resource_type: ResourceType, obj: Obj) -> tuple[Obj, str]:
-        """Create or update like server-side apply by a single manager: 'created', 'configured' or
-        'unchanged'. Status is left to the status subresource."""
+        """Create or update like server-side apply by one field manager: 'created', 'configured' or 'unchanged'.
+
+        Fields this applier sent last time and no longer sends are removed; fields it never sent stay, as
+        managedFields make a real server keep them: server defaults (a Namespace's name label), `flux suspend`,
+        `flux reconcile` annotations, finalizers. Lists are owned whole. Status is left to the status subresource.
+        """
         metadata = obj['metadata']
         namespace = metadata.get('namespace') if resource_type.namespaced else None
+        memo_key = (resource_type.storage_key, namespace or '', str(metadata['name']))
+        desired = copy.deepcopy({k: v for k, v in obj.items() if k != 'status'})
         with self._cond:
             current = self._bucket(resource_type).get(_key(namespace, metadata['name']))
             if current is None:
-                return self.create(resource_type, obj, namespace), 'created'
+                created = self.create(resource_type, obj, namespace)
+                self._applied[memo_key] = (created['metadata']['uid'], desired)
+                return created, 'created'
             before = current['metadata']['resourceVersion']
+            owner_uid, previous = self._applied.get(memo_key, ('', {}))
+            if owner_uid != current['metadata']['uid']:
+                previous = {}  # applied to an object since deleted: this one owns nothing yet
 
-            def overlay(existing: Obj) -> Obj:
-                desired = copy.deepcopy(obj)
-                desired_metadata = desired.setdefault('metadata', {})
-                for keep in ('finalizers', 'ownerReferences'):
-                    if keep in existing['metadata'] and keep not in desired_metadata:
-                        desired_metadata[keep] = existing['metadata'][keep]
-                if 'status' in existing:
-                    desired['status'] = existing['status']
-                return desired
+            def merge(existing: Obj) -> Obj:
+                return _merge_applied(existing, previous, desired)
 
-            updated = self.patch(resource_type, namespace, metadata['name'], overlay)
+            updated = self.patch(resource_type, namespace, metadata['name'], merge)
+            self._applied[memo_key] = (updated['metadata']['uid'], desired)
             changed = updated['metadata']['resourceVersion'] != before
             return updated, 'configured' if changed else 'unchanged'
 
@@ -458,6 +465,21 @@ class Store:
         """Every stored object of a type, not copied: callers must not change them."""
         with self._cond:
             return [obj for _, obj in sorted(self._bucket(resource_type).items())]
+
+
+def _merge_applied(current: Obj, previous: Obj, desired: Obj) -> Obj:
+    """Three-way merge of an apply: drop what the applier gave up, then lay its new intent over current."""
+    merged = dict(current)
+    for key in previous:
+        if key not in desired:
+            merged.pop(key, None)
+    for key, value in desired.items():
+        before = previous.get(key)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_applied(merged[key], before if isinstance(before, dict) else {}, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def _without_rv(obj: Obj) -> Obj:

@@ -1,0 +1,397 @@
+"""The cluster edge: kubeconfig, discovery of the Flux APIs, list and watch with retries, triggering.
+
+Everything that talks to a Kubernetes API server lives here, and only here is the kubernetes client
+imported (it costs about a quarter of a second).
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+import tenacity
+import urllib3
+import yaml
+
+from flux_monitor_hook import exit_codes
+from flux_monitor_hook.errors import UserError
+from flux_monitor_hook.git_urls import redact_text
+
+Obj = dict[str, Any]
+
+# Flux kinds we follow, with the API versions to try, newest first (older Flux served the betas).
+FLUX_APIS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    'GitRepository': ('source.toolkit.fluxcd.io', 'gitrepositories', ('v1', 'v1beta2')),
+    'OCIRepository': ('source.toolkit.fluxcd.io', 'ocirepositories', ('v1', 'v1beta2')),
+    'Bucket': ('source.toolkit.fluxcd.io', 'buckets', ('v1', 'v1beta2')),
+    'HelmChart': ('source.toolkit.fluxcd.io', 'helmcharts', ('v1', 'v1beta2')),
+    'ExternalArtifact': ('source.toolkit.fluxcd.io', 'externalartifacts', ('v1',)),
+    'ArtifactGenerator': ('source.extensions.fluxcd.io', 'artifactgenerators', ('v1beta1',)),
+    'Kustomization': ('kustomize.toolkit.fluxcd.io', 'kustomizations', ('v1', 'v1beta2')),
+    'HelmRelease': ('helm.toolkit.fluxcd.io', 'helmreleases', ('v2', 'v2beta2', 'v2beta1')),
+    'FluxInstance': ('fluxcd.controlplane.io', 'fluxinstances', ('v1',)),
+}
+REQUESTED_AT = 'reconcile.fluxcd.io/requestedAt'
+
+
+@dataclass(frozen=True)
+class Api:
+    kind: str
+    group: str
+    version: str
+    plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f'{self.group}/{self.version}'
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    delay: float = 1.0  # the first backoff; doubles with jitter up to 30 s
+    deadline: float | None = None  # time.monotonic() after which nothing is retried
+
+
+class ApiFailure(Exception):
+    """A request that failed for good; `permanent` when retrying cannot help (401, 403, 404)."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def permanent(self) -> bool:
+        return self.status is not None and self.status < 500 and self.status != 429
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+def _failure(error: BaseException, what: str) -> ApiFailure:
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(error, ApiFailure):
+        return error
+    if isinstance(error, ApiException):
+        retry_after = None
+        headers = error.headers or {}
+        if headers.get('Retry-After'):
+            try:
+                retry_after = float(headers['Retry-After'])
+            except ValueError:
+                retry_after = None
+        message = str(error.reason or '')
+        try:
+            message = json.loads(error.body or '{}').get('message') or message
+        except (ValueError, AttributeError):
+            pass
+        return ApiFailure(f'{what}: {error.status} {message}', error.status, retry_after)
+    return ApiFailure(f'{what}: {redact_text(str(error)) or type(error).__name__}')
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, ApiFailure) and not error.permanent
+
+
+def call(function: Callable[[], Any], what: str, policy: RetryPolicy,
+         on_retry: Callable[[str], None] | None = None) -> Any:
+    """Run one API call, retrying transient failures (connection errors, 5xx, 429 with its Retry-After)
+    with exponential backoff and jitter, never past the policy's deadline."""
+    from kubernetes.client.exceptions import ApiException
+
+    def attempt() -> Any:
+        try:
+            return function()
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            raise _failure(error, what) from error
+
+    def wait(retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome else None
+        backoff = tenacity.wait_random_exponential(multiplier=policy.delay, max=30)(retry_state)
+        if isinstance(error, ApiFailure) and error.retry_after is not None:
+            backoff = max(backoff, error.retry_after)
+        if policy.deadline is not None:
+            backoff = min(backoff, max(0.0, policy.deadline - time.monotonic()))
+        return backoff
+
+    def stop(retry_state: tenacity.RetryCallState) -> bool:
+        if retry_state.attempt_number > policy.attempts:
+            return True
+        return policy.deadline is not None and time.monotonic() >= policy.deadline
+
+    def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+        if on_retry and retry_state.outcome:
+            on_retry(f'{retry_state.outcome.exception()} (retry {retry_state.attempt_number})')
+
+    retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(_transient), wait=wait, stop=stop,
+                                 before_sleep=before_sleep, reraise=True)
+    return retrying(attempt)
+
+
+# -- connecting ---------------------------------------------------------------------------------------
+
+@dataclass
+class Cluster:
+    name: str  # the kubeconfig context
+    api_client: Any
+    apis: dict[str, Api] = field(default_factory=dict)
+
+    def custom(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.api_client)
+
+
+def kubeconfig_path(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    env = os.environ.get('KUBECONFIG', '')
+    first = env.split(os.pathsep)[0] if env else ''
+    return Path(first) if first else Path.home() / '.kube' / 'config'
+
+
+def contexts_in(path: Path) -> tuple[list[str], str | None]:
+    """Context names and the current context of a kubeconfig file (checked before the client reads it)."""
+    if not path.is_file():
+        raise UserError(f'no kubeconfig at {path}; set KUBECONFIG, pass --kubeconfig, or set cluster.kubeconfig '
+                        'in .flux-monitor.yaml', exit_codes.UNAVAILABLE)
+    try:
+        document = yaml.safe_load(path.read_text(encoding='utf-8', errors='replace'))
+    except yaml.YAMLError as error:
+        mark = getattr(error, 'problem_mark', None)
+        where = f':{mark.line + 1}' if mark else ''
+        raise UserError(f'{path}{where}: the kubeconfig is not valid YAML; fix or regenerate it (e.g. with your '
+                        "cloud provider's get-credentials command)") from None
+    if not isinstance(document, dict) or not isinstance(document.get('contexts') or [], list):
+        raise UserError(f'{path}: not a kubeconfig (no contexts list); fix or regenerate it')
+    names = [str(item.get('name')) for item in document.get('contexts') or [] if isinstance(item, dict)]
+    current = document.get('current-context') or None
+    return names, str(current) if current else None
+
+
+def connect(kubeconfig: Path | None, context: str | None, *, timeout: float = 10.0) -> Cluster:
+    from kubernetes import client
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    path = kubeconfig_path(kubeconfig)
+    names, current = contexts_in(path)
+    chosen = context or current
+    if not chosen:
+        raise UserError(f'{path} has no current context; pass --context with one of: {", ".join(names) or "none"}')
+    if chosen not in names:
+        raise UserError(f"context '{chosen}' is not in {path}; use one of: {', '.join(names) or 'none'}")
+    configuration = client.Configuration()
+    try:
+        config.load_kube_config(config_file=str(path), context=chosen, client_configuration=configuration,
+                                persist_config=False)
+    except ConfigException as error:
+        raise UserError(f"cannot use context '{chosen}' of {path}: {redact_text(str(error)).splitlines()[0]}",
+                        exit_codes.UNAVAILABLE) from None
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise UserError(f"cannot use context '{chosen}' of {path}: {redact_text(str(error))}",
+                        exit_codes.UNAVAILABLE) from None
+    configuration.retries = False  # tenacity retries, within our deadline, not urllib3 behind our back
+    api_client = client.ApiClient(configuration)
+    api_client.user_agent = 'flux-monitor'
+    return Cluster(chosen, api_client)
+
+
+def discover(cluster: Cluster, policy: RetryPolicy) -> dict[str, Api]:
+    """The served version of each Flux kind (newest preferred), from the API group list."""
+    from kubernetes import client
+
+    def fetch() -> Any:
+        return client.ApisApi(cluster.api_client).get_api_versions()
+
+    try:
+        groups = call(fetch, 'listing API groups', policy)
+    except ApiFailure as failure:
+        raise unavailable(cluster, failure) from None
+    served = {group.name: {v.version for v in group.versions} for group in groups.groups}
+    found = {}
+    for kind, (group, plural, versions) in FLUX_APIS.items():
+        for version in versions:
+            if version in served.get(group, set()):
+                found[kind] = Api(kind, group, version, plural)
+                break
+    cluster.apis = found
+    return found
+
+
+def unavailable(cluster: Cluster, failure: ApiFailure) -> UserError:
+    host = getattr(cluster.api_client.configuration, 'host', '')
+    if failure.status == 401:
+        return UserError(f'cluster {cluster.name} ({host}) rejected the credentials (401 Unauthorized); refresh them, '
+                         'e.g. log in again or regenerate the kubeconfig', exit_codes.UNAVAILABLE)
+    if failure.status == 403:
+        return UserError(f'cluster {cluster.name}: {failure}; ask for read access to the Flux resources (see the '
+                         'RBAC example in the README)', exit_codes.UNAVAILABLE)
+    hint = 'check that the cluster is up and reachable'
+    if 'CERTIFICATE_VERIFY_FAILED' in str(failure) or 'certificate verify failed' in str(failure):
+        hint = "the server's certificate is not trusted: check certificate-authority-data in the kubeconfig"
+    return UserError(f'cluster {cluster.name} ({host}) is unavailable: {failure}; {hint}', exit_codes.UNAVAILABLE)
+
+
+# -- reading ------------------------------------------------------------------------------------------
+
+def list_objects(cluster: Cluster, api: Api, namespace: str | None, policy: RetryPolicy) -> tuple[list[Obj], str]:
+    """Every object of a kind (all namespaces when namespace is None), following continue tokens."""
+    custom = cluster.custom()
+    items: list[Obj] = []
+    token = ''
+    resource_version = ''
+    while True:
+        def page(continue_token: str = token) -> Any:
+            kwargs: dict[str, Any] = {'limit': 500, '_request_timeout': 30}
+            if continue_token:
+                kwargs['_continue'] = continue_token
+            if namespace:
+                return custom.list_namespaced_custom_object(api.group, api.version, namespace, api.plural, **kwargs)
+            return custom.list_cluster_custom_object(api.group, api.version, api.plural, **kwargs)
+
+        where = f' in {namespace}' if namespace else ''
+        result = call(page, f'listing {api.plural}{where}', policy)
+        for item in result.get('items') or []:
+            item.setdefault('kind', api.kind)
+            item.setdefault('apiVersion', api.api_version)
+            items.append(item)
+        metadata = result.get('metadata') or {}
+        resource_version = resource_version or str(metadata.get('resourceVersion') or '')
+        token = str(metadata.get('continue') or '')
+        if not token:
+            return items, resource_version
+
+
+def list_group(cluster: Cluster, group: str, version: str, plural: str, namespace: str, policy: RetryPolicy,
+               **selectors: str) -> list[Obj]:
+    """A namespaced list of any grouped kind (apps Deployments, events.k8s.io Events) as plain dicts."""
+    def fetch() -> Any:
+        return cluster.custom().list_namespaced_custom_object(group, version, namespace, plural, _request_timeout=30,
+                                                              **selectors)
+
+    result = call(fetch, f'listing {plural}.{group} in {namespace}', policy)
+    return list(result.get('items') or [])
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    cluster: str
+    kind: str
+    type: str  # ADDED, MODIFIED, DELETED, or SYNCED once a (re)list is complete
+    obj: Obj
+
+
+def _watch_stream(cluster: Cluster, api: Api, namespace: str | None, resource_version: str) -> Any:
+    from kubernetes import watch
+
+    custom = cluster.custom()
+    kwargs: dict[str, Any] = {'resource_version': resource_version, 'allow_watch_bookmarks': True,
+                              'timeout_seconds': 300, '_request_timeout': (10, 330)}
+    if namespace:
+        return watch.Watch().stream(custom.list_namespaced_custom_object, api.group, api.version, namespace,
+                                    api.plural, **kwargs)
+    return watch.Watch().stream(custom.list_cluster_custom_object, api.group, api.version, api.plural, **kwargs)
+
+
+def follow(cluster: Cluster, api: Api, namespace: str | None, events: queue.Queue[WatchEvent | ApiFailure],
+           stop: threading.Event, policy: RetryPolicy, on_retry: Callable[[str], None]) -> None:
+    """List, then watch from the list's resourceVersion; relist on 410 (reporting what disappeared), and
+    resume after dropped streams. Runs until stop is set; a permanent failure is put on the queue."""
+    from kubernetes.client.exceptions import ApiException
+
+    known: dict[tuple[str, str], Obj] = {}
+    resource_version = ''
+    while not stop.is_set():
+        try:
+            if not resource_version:
+                items, resource_version = list_objects(cluster, api, namespace, policy)
+                current = {_identity(item): item for item in items}
+                for identity, obj in known.items():
+                    if identity not in current:
+                        events.put(WatchEvent(cluster.name, api.kind, 'DELETED', obj))
+                for item in items:
+                    events.put(WatchEvent(cluster.name, api.kind, 'ADDED', item))
+                known = current
+                events.put(WatchEvent(cluster.name, api.kind, 'SYNCED', {}))
+            for event in _watch_stream(cluster, api, namespace, resource_version):
+                if stop.is_set():
+                    return
+                obj = event.get('raw_object') or event.get('object') or {}
+                event_type = event.get('type', '')
+                metadata = obj.get('metadata') or {}
+                if metadata.get('resourceVersion'):
+                    resource_version = str(metadata['resourceVersion'])
+                if event_type == 'BOOKMARK':
+                    continue
+                if event_type == 'ERROR':
+                    status = obj.get('code')
+                    if status == 410:
+                        resource_version = ''
+                        break
+                    raise ApiFailure(f'watching {api.plural}: {obj.get("message")}', status)
+                obj.setdefault('kind', api.kind)
+                obj.setdefault('apiVersion', api.api_version)
+                if event_type == 'DELETED':
+                    known.pop(_identity(obj), None)
+                else:
+                    known[_identity(obj)] = obj
+                events.put(WatchEvent(cluster.name, api.kind, event_type, obj))
+        except ApiException as error:
+            failure = _failure(error, f'watching {api.plural}')
+            if failure.gone:
+                resource_version = ''
+                continue
+            if failure.permanent:
+                events.put(failure)
+                return
+            on_retry(str(failure))
+            stop.wait(min(policy.delay, 5.0))
+        except ApiFailure as failure:
+            if failure.gone:
+                resource_version = ''
+                continue
+            events.put(failure)
+            return
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+            if stop.is_set():
+                return
+            on_retry(f'watching {api.plural}: {redact_text(str(error)) or type(error).__name__}')
+            stop.wait(min(policy.delay, 5.0))
+
+
+def _identity(obj: Obj) -> tuple[str, str]:
+    metadata = obj.get('metadata') or {}
+    return (str(metadata.get('namespace') or ''), str(metadata.get('name') or ''))
+
+
+# -- writing ------------------------------------------------------------------------------------------
+
+def now_rfc3339_nano() -> str:
+    return datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def request_reconcile(cluster: Cluster, api: Api, namespace: str, name: str, token: str,
+                      policy: RetryPolicy) -> None:
+    """What `flux reconcile source` does: merge-patch the requestedAt annotation."""
+    custom = cluster.custom()
+    body = {'metadata': {'annotations': {REQUESTED_AT: token}}}
+
+    def patch() -> Any:
+        return custom.patch_namespaced_custom_object(api.group, api.version, namespace, api.plural, name, body,
+                                                     _request_timeout=15)
+
+    call(patch, f'requesting reconciliation of {api.kind}/{namespace}/{name}', policy)

@@ -1,0 +1,319 @@
+"""Follow a target revision in one or more clusters until a verdict: the I/O loop around the tracker.
+
+Watch threads (one per kind, per cluster) put API events on one queue; this loop hands each event to the
+tracker at once and renders what changed. Nothing sleeps in the decision path: the loop only blocks on the
+queue, with a timeout set by the next trigger retry, the redraw tick or the overall deadline.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+from flux_monitor_hook import cluster as kube
+from flux_monitor_hook import exit_codes
+from flux_monitor_hook import objects
+from flux_monitor_hook.errors import UserError
+from flux_monitor_hook.explain import explain
+from flux_monitor_hook.git_urls import redact_text
+from flux_monitor_hook.git_urls import redact_url
+from flux_monitor_hook.render import Renderer
+from flux_monitor_hook.summary import Failure
+from flux_monitor_hook.summary import Summary
+from flux_monitor_hook.tracker import State
+from flux_monitor_hook.tracker import Status
+from flux_monitor_hook.tracker import Target
+from flux_monitor_hook.tracker import Tracker
+
+WATCHED_KINDS = ('GitRepository', 'OCIRepository', 'ArtifactGenerator', 'ExternalArtifact', 'HelmChart',
+                 'Kustomization', 'HelmRelease')
+TRIGGER_BACKOFF_MAX = 30.0
+TICK = 1.0
+
+
+@dataclass
+class Options:
+    timeout: float
+    trigger: bool = True
+    fail_fast: bool = False
+    namespaces: tuple[str, ...] = ()  # fallback when listing across namespaces is forbidden
+    retry: kube.RetryPolicy = field(default_factory=kube.RetryPolicy)
+    kustomizations: bool = True
+    helmreleases: bool = True
+
+
+@dataclass
+class _Trigger:
+    next_at: float
+    backoff: float = 1.0
+    allowed: bool = True
+
+
+class Session:
+    def __init__(self, clusters: list[kube.Cluster], target: Target, contains: Callable[[str], bool | None],
+                 renderer: Renderer, options: Options, *, branch: str | None, started: float) -> None:
+        self.clusters = clusters
+        self.target = target
+        self.renderer = renderer
+        self.options = options
+        self.branch = branch
+        self.started = started  # every duration shown counts from here, the start of the command
+        self.deadline = started + options.timeout
+        self.tracker = Tracker(target, contains, started_at=self.started,
+                               follow_kustomizations=options.kustomizations,
+                               follow_helmreleases=options.helmreleases)
+        self.events: queue.Queue[kube.WatchEvent | kube.ApiFailure] = queue.Queue()
+        self.stop = threading.Event()
+        self.notes: list[str] = []
+        self._triggers: dict[objects.ObjectKey, _Trigger] = {}
+        self._unsynced: set[tuple[str, str, str]] = set()
+        self._trigger_token = kube.now_rfc3339_nano()
+        self._retry_notes: set[str] = set()
+        self._announced = False
+
+    # -- set-up ----------------------------------------------------------------------------------------
+
+    def check_flux(self) -> None:
+        """Say whether Flux itself is healthy in each cluster before following anything."""
+        for cluster in self.clusters:
+            if 'Kustomization' not in cluster.apis and 'HelmRelease' not in cluster.apis:
+                raise UserError(f'Flux is not installed in cluster {cluster.name}: no Flux APIs are served '
+                                '(install Flux with flux bootstrap or flux install)', exit_codes.UNAVAILABLE)
+            line, ok = flux_health(cluster, self.options.retry)
+            prefix = f'[{cluster.name}] ' if len(self.clusters) > 1 else ''
+            self.renderer.header(prefix + line, ok)
+
+    def _start_watches(self) -> None:
+        policy = kube.RetryPolicy(self.options.retry.attempts, self.options.retry.delay, self.deadline)
+        for cluster in self.clusters:
+            for kind in WATCHED_KINDS:
+                api = cluster.apis.get(kind)
+                if api is None:
+                    continue
+                for namespace in self._namespaces(cluster, api, policy):
+                    self._unsynced.add((cluster.name, kind, namespace or ''))
+                    thread = threading.Thread(
+                        target=kube.follow, args=(cluster, api, namespace, self.events, self.stop, policy,
+                                                  self._on_retry),
+                        name=f'watch-{cluster.name}-{kind}-{namespace or "all"}', daemon=True)
+                    thread.start()
+
+    def _namespaces(self, cluster: kube.Cluster, api: kube.Api, policy: kube.RetryPolicy) -> list[str | None]:
+        """All namespaces at once when allowed, else the configured ones (a namespaced Role is common)."""
+        try:
+            kube.call(lambda: cluster.custom().list_cluster_custom_object(api.group, api.version, api.plural,
+                                                                           limit=1, _request_timeout=15),
+                      f'listing {api.plural}', policy)
+            return [None]
+        except kube.ApiFailure as failure:
+            if failure.status != 403:
+                raise kube.unavailable(cluster, failure) from None
+            if not self.options.namespaces:
+                raise UserError(f'cluster {cluster.name}: not allowed to list {api.plural} in all namespaces; pass '
+                                '--namespace NS (or cluster.namespaces in .flux-monitor.yaml) for the namespaces '
+                                'to watch', exit_codes.UNAVAILABLE) from None
+            self._note_once(f'listing across namespaces is forbidden in {cluster.name}; watching '
+                            f'{", ".join(self.options.namespaces)}')
+            return list(self.options.namespaces)
+
+    def _on_retry(self, message: str) -> None:
+        self.events.put(kube.WatchEvent('', '', 'RETRY', {'message': message}))
+
+    def _note_once(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+            self.renderer.note(note)
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        self._start_watches()
+        try:
+            result = self._loop()
+        except KeyboardInterrupt:
+            result = 'interrupted'
+        finally:
+            self.stop.set()
+        return self._summary(result)
+
+    def _loop(self) -> str:
+        next_tick = time.monotonic() + TICK
+        while True:
+            now = time.monotonic()
+            if now >= self.deadline:
+                return 'timeout'
+            wake = min(self.deadline, next_tick, *(t.next_at for t in self._triggers.values() if t.allowed))
+            try:
+                event = self.events.get(timeout=max(0.0, wake - now))
+            except queue.Empty:
+                event = None
+            if isinstance(event, kube.ApiFailure):
+                raise self._fatal(event)
+            if event is not None:
+                self._handle(event)
+                while True:  # drain what else arrived, then decide once
+                    try:
+                        more = self.events.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(more, kube.ApiFailure):
+                        raise self._fatal(more)
+                    self._handle(more)
+            if self._unsynced:
+                continue
+            if not self.tracker.sources():
+                return 'no-sources'
+            if not self._announced:
+                self._announced = True
+                self.renderer.start(self.tracker.statuses())
+            self._trigger_due()
+            verdict = self.tracker.verdict(fail_fast=self.options.fail_fast)
+            if verdict is not None:
+                return verdict
+            if time.monotonic() >= next_tick:
+                self.renderer.tick(self.tracker.statuses())
+                next_tick = time.monotonic() + TICK
+
+    def _fatal(self, failure: kube.ApiFailure) -> UserError:
+        cluster = self.clusters[0]
+        return kube.unavailable(cluster, failure)
+
+    def _handle(self, event: kube.WatchEvent) -> None:
+        if event.type == 'RETRY':
+            message = redact_text(str(event.obj.get('message', '')))
+            if message not in self._retry_notes:
+                self._retry_notes.add(message)
+                self.renderer.note(f'retrying after a transient API error: {message}')
+            return
+        if event.type == 'SYNCED':
+            self._unsynced = {u for u in self._unsynced if u[:2] != (event.cluster, event.kind)}
+            return
+        at = time.monotonic()
+        for transition in self.tracker.observe(event.cluster, event.type, event.obj, at):
+            status = transition.status
+            if status.role == 'source' and status.key not in self._triggers and self.options.trigger:
+                self._triggers[status.key] = _Trigger(next_at=at)
+            if self._announced:
+                self.renderer.transition(transition, self.tracker.statuses())
+        for note in self.tracker.notes:
+            self._note_once(note)
+
+    # -- triggering ------------------------------------------------------------------------------------
+
+    def _trigger_due(self) -> None:
+        now = time.monotonic()
+        for key, trigger in self._triggers.items():
+            if not trigger.allowed or now < trigger.next_at:
+                continue
+            status = next((s for s in self.tracker.sources() if s.key == key), None)
+            if status is None or status.state is not State.PENDING:
+                trigger.allowed = False
+                continue
+            cluster = next(c for c in self.clusters if c.name == key.cluster)
+            api = cluster.apis.get(key.kind)
+            if api is None or key.kind not in ('GitRepository', 'OCIRepository', 'Bucket'):
+                trigger.allowed = False
+                continue
+            policy = kube.RetryPolicy(1, self.options.retry.delay, self.deadline)
+            try:
+                kube.request_reconcile(cluster, api, key.namespace, key.name, kube.now_rfc3339_nano(), policy)
+            except kube.ApiFailure as failure:
+                if failure.status == 403:
+                    self._note_once(f'not allowed to patch {key} (403): waiting for its interval instead of '
+                                    'triggering reconciliation')
+                    for other in self._triggers.values():
+                        other.allowed = False
+                    return
+                self._note_once(f'could not request reconciliation of {key}: {failure}')
+            trigger.next_at = now + trigger.backoff
+            trigger.backoff = min(trigger.backoff * 2, TRIGGER_BACKOFF_MAX)
+
+    # -- the verdict -----------------------------------------------------------------------------------
+
+    def _summary(self, result: str) -> Summary:
+        duration = time.monotonic() - self.started
+        summary = Summary(result=result, revision=self.target.sha, branch=self.branch,
+                          repository=redact_url(self.target.repository), duration=duration,
+                          sources=self.tracker.sources(), resources=self.tracker.resources(),
+                          notes=[n for n in self.tracker.notes if n not in self.notes])
+        if result == 'failed':
+            summary.failures = [self._failure(s) for s in summary.sources + summary.resources
+                                if s.state is State.FAILED]
+        return summary
+
+    def _failure(self, status: Status) -> Failure:
+        key = status.key
+        diagnosis = explain(status.message, kind=key.kind, reason=status.reason, namespace=key.namespace,
+                            name=key.name)
+        cluster = next(c for c in self.clusters if c.name == status.key.cluster)
+        return Failure(status, diagnosis, tuple(self._warnings(cluster, status)), tuple(next_steps(status)))
+
+    def _warnings(self, cluster: kube.Cluster, status: Status) -> list[str]:
+        key = status.key
+        selector = f'regarding.kind={key.kind},regarding.name={key.name},type=Warning'
+        try:
+            events = kube.list_group(cluster, 'events.k8s.io', 'v1', 'events', key.namespace,
+                                     kube.RetryPolicy(1, 0.2, time.monotonic() + 5), field_selector=selector)
+        except kube.ApiFailure:
+            return []
+
+        def newest(event: dict[str, Any]) -> str:
+            return str(event.get('deprecatedLastTimestamp') or event.get('eventTime') or '')
+
+        events.sort(key=newest, reverse=True)
+        return [f'{e.get("reason")}: {redact_text(str(e.get("note", "")))}'.splitlines()[0][:300]
+                for e in events[:3]]
+
+
+def next_steps(status: Status) -> list[str]:
+    key = status.key
+    short = {'Kustomization': 'kustomization', 'HelmRelease': 'helmrelease', 'GitRepository': 'source git',
+             'OCIRepository': 'source oci', 'ExternalArtifact': 'source external'}.get(key.kind, key.kind.lower())
+    steps = [f'flux get {short} {key.name} -n {key.namespace}',
+             f'flux events --for {key.kind}/{key.name} -n {key.namespace}']
+    if key.kind == 'HelmRelease' and status.reason in ('RetriesExceeded', 'UpgradeFailed', 'InstallFailed'):
+        steps.append(f'flux reconcile helmrelease {key.name} -n {key.namespace} --reset')
+    elif key.kind == 'Kustomization':
+        steps.append(f'flux reconcile kustomization {key.name} -n {key.namespace} --with-source')
+    return steps
+
+
+def flux_health(cluster: kube.Cluster, policy: kube.RetryPolicy) -> tuple[str, bool]:
+    """From the FluxInstance when there is one, else from the controller Deployments in flux-system."""
+    short_policy = kube.RetryPolicy(min(policy.attempts, 2), policy.delay, time.monotonic() + 10)
+    instance_api = cluster.apis.get('FluxInstance')
+    if instance_api is not None:
+        try:
+            instances, _ = kube.list_objects(cluster, instance_api, None, short_policy)
+        except kube.ApiFailure:
+            instances = []
+        if instances:
+            instance = instances[0]
+            ready = objects.condition(instance, 'Ready') or {}
+            name = f'{instance["metadata"].get("namespace")}/{instance["metadata"].get("name")}'
+            version = objects.status(instance).get('lastAppliedRevision') or ''
+            if ready.get('status') == 'True':
+                return f'Flux system healthy (FluxInstance {name} {str(version).split("@")[0]})'.rstrip(), True
+            return f'Flux system not ready: FluxInstance {name}: {ready.get("message", "no Ready condition")}', False
+    try:
+        deployments = kube.list_group(cluster, 'apps', 'v1', 'deployments', 'flux-system', short_policy,
+                                      label_selector='app.kubernetes.io/part-of=flux')
+    except kube.ApiFailure as failure:
+        return f'could not read the Flux controllers in flux-system: {failure}', False
+    if not deployments:
+        return 'no Flux controller Deployments found in flux-system (labelled app.kubernetes.io/part-of=flux)', False
+    unavailable = [d['metadata']['name'] for d in deployments if not _deployment_ready(d)]
+    if unavailable:
+        return f'Flux controllers not ready: {", ".join(sorted(unavailable))}', False
+    return f'Flux system healthy ({len(deployments)} controllers ready)', True
+
+
+def _deployment_ready(deployment: Any) -> bool:
+    status = deployment.get('status') or {}
+    replicas = (deployment.get('spec') or {}).get('replicas', 1)
+    return bool(status.get('availableReplicas', 0) >= replicas and
+                status.get('observedGeneration') == deployment['metadata'].get('generation'))
