@@ -6,6 +6,7 @@ git-hook fast paths never pay for importing the kubernetes client.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -49,6 +50,7 @@ def _add_explain_parser(subparsers: argparse._SubParsersAction[_Parser]) -> None
 
 
 def build_parser() -> _Parser:
+    from flux_monitor_hook.commands import check
     from flux_monitor_hook.commands import demo
     from flux_monitor_hook.commands import wait
 
@@ -56,29 +58,25 @@ def build_parser() -> _Parser:
     subparsers = parser.add_subparsers(dest='command', required=True, parser_class=_Parser)
     wait.add_arguments(subparsers.add_parser('wait', help='Wait until Flux has landed a git revision.'))
     demo.add_arguments(subparsers.add_parser('demo', help='Run the whole flow against a local Flux sandbox.'))
+    check.add_arguments(subparsers.add_parser('check', help='Check the kubeconfig, the cluster, Flux and the sources.'))
     _add_explain_parser(subparsers)
     _add_sandbox_parser(subparsers)
     return parser
 
 
+# Each command's module, imported only when that command runs.
+_COMMANDS = {
+    'wait': 'flux_monitor_hook.commands.wait',
+    'check': 'flux_monitor_hook.commands.check',
+    'demo': 'flux_monitor_hook.commands.demo',
+    'explain': 'flux_monitor_hook.commands.explain',
+    'sandbox': 'flux_monitor_hook.sandbox.cli',
+}
+
+
 def _run(args: argparse.Namespace) -> int:
-    if args.command == 'wait':
-        from flux_monitor_hook.commands import wait
-
-        return wait.run(args)
-    if args.command == 'demo':
-        from flux_monitor_hook.commands import demo
-
-        return demo.run(args)
-    if args.command == 'explain':
-        from flux_monitor_hook.commands import explain
-
-        return explain.run(args)
-    if args.command == 'sandbox':
-        from flux_monitor_hook.sandbox import cli as sandbox_cli
-
-        return sandbox_cli.run(args)
-    raise AssertionError(args.command)
+    module = importlib.import_module(_COMMANDS[args.command])
+    return int(module.run(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

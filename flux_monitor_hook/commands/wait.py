@@ -58,7 +58,7 @@ def settings(args: argparse.Namespace, root: Path | None) -> Config:
         'verbosity': args.verbosity,
         'cluster.context': contexts[0] if len(contexts) == 1 else None,
         'cluster.contexts': contexts if len(contexts) > 1 else None,
-        'cluster.kubeconfig': args.kubeconfig,
+        'cluster.kubeconfig': str(args.kubeconfig) if args.kubeconfig else None,
         'cluster.namespaces': args.namespace,
         'sources': args.source,
         'scope': args.scope,

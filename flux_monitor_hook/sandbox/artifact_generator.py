@@ -27,6 +27,10 @@ COMPONENT = 'source-watcher'
 ORIGIN_REVISION = 'org.opencontainers.image.revision'
 
 
+_SOURCE_PLURALS = {'GitRepository': 'gitrepositories', 'OCIRepository': 'ocirepositories', 'Bucket': 'buckets',
+                   'HelmChart': 'helmcharts', 'ExternalArtifact': 'externalartifacts'}
+
+
 class _NotReady(Exception):
     pass
 
@@ -47,21 +51,38 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> None:
     if spec.get('suspend'):
         return
     obj = rt.ensure_finalizer(obj)
+    status = obj.setdefault('status', {})  # the first reconcile has no status yet
     try:
         sources = _sources(rt, obj)
-        inventory = [_generate(rt, obj, output, sources) for output in spec.get('artifacts') or []]
+        digest = _sources_digest(sources)
+        if _up_to_date(obj, digest):
+            # source-watcher's drift check: same sources, same generation, nothing to write.
+            _write(rt, obj)
+        else:
+            previous = {(e.get('namespace'), e.get('name'), e.get('digest')) for e in status.get('inventory') or []}
+            inventory = [_generate(rt, obj, output, sources) for output in spec.get('artifacts') or []]
+            status['inventory'] = inventory
+            status['observedSourcesDigest'] = digest
+            conditions.delete(obj, 'Reconciling')
+            conditions.set_condition(obj, 'Ready', 'True', 'Succeeded',
+                                     f'reconciliation succeeded, generated {len(inventory)} artifact(s)')
+            _write(rt, obj)
+            changed = [f"{e['namespace']}/{e['name']} ({e['digest']})" for e in inventory
+                       if (e['namespace'], e['name'], e['digest']) not in previous]
+            if changed:
+                rt.event(obj, 'Normal', 'Ready', 'external artifacts reconciled: ' + '\n'.join(changed), COMPONENT)
     except _NotReady as problem:
-        conditions.set_condition(obj, 'Ready', 'False', 'SourceFetchFailed', str(problem))
+        message = f'get sources failed: {problem}'
+        conditions.set_condition(obj, 'Ready', 'False', 'SourceFetchFailed', message)
         _write(rt, obj)
-        rt.event(obj, 'Warning', 'SourceFetchFailed', str(problem), COMPONENT)
-    else:
-        obj.setdefault('status', {})['inventory'] = inventory  # the first reconcile has no status yet
-        conditions.delete(obj, 'Reconciling')
-        conditions.set_condition(obj, 'Ready', 'True', 'Succeeded',
-                                 f'reconciliation succeeded, generated {len(inventory)} artifact(s)')
-        obj['status']['observedGeneration'] = obj['metadata'].get('generation', 1)
-        _write(rt, obj)
+        rt.event(obj, 'Warning', 'SourceFetchFailed', message, COMPONENT)
     rt.requeue('ArtifactGenerator', namespace, name, interval_of(obj, default='10m'))
+
+
+def _up_to_date(obj: Obj, digest: str) -> bool:
+    ready = conditions.find(obj, 'Ready')
+    return (obj.get('status') or {}).get('observedSourcesDigest') == digest and ready is not None and \
+        ready.get('status') == 'True' and ready.get('observedGeneration') == obj['metadata'].get('generation')
 
 
 def _write(rt: Runtime, obj: Obj) -> None:
@@ -72,15 +93,28 @@ def _write(rt: Runtime, obj: Obj) -> None:
 
 
 def _sources(rt: Runtime, obj: Obj) -> dict[str, tuple[Artifact, Path]]:
+    """Alias to (artifact, its files), with source-watcher's observeSources errors."""
     found = {}
     for source in (obj.get('spec') or {}).get('sources') or []:
         kind = source.get('kind', '')
         namespace = source.get('namespace') or obj['metadata']['namespace']
-        artifact = rt.artifacts.get((kind, namespace, source.get('name', '')))
+        name = source.get('name', '')
+        if kind not in _SOURCE_PLURALS:
+            raise _NotReady(f"source `{name}` kind '{kind}' not supported")
+        if rt.get(kind, namespace, name) is None:
+            raise _NotReady(f'{_SOURCE_PLURALS[kind]}.source.toolkit.fluxcd.io "{name}" not found')
+        artifact = rt.artifacts.get((kind, namespace, name))
         if artifact is None:
-            raise _NotReady(f"source '{kind}/{namespace}/{source.get('name')}' is not ready: artifact not found")
+            raise _NotReady(f"source '{kind}/{namespace}/{name}' is not ready")
         found[source['alias']] = (artifact, _materialise(rt, artifact))
     return found
+
+
+def _sources_digest(sources: dict[str, tuple[Artifact, Path]]) -> str:
+    """Like source-watcher's HashObservedSources (digest and revision of every source; no URLs here)."""
+    parts = sorted(f'{alias}=[digest={artifact.digest},revision={artifact.revision}]'
+                   for alias, (artifact, _) in sources.items())
+    return 'sha256:' + hashlib.sha256('|'.join(parts).encode()).hexdigest()
 
 
 def _materialise(rt: Runtime, artifact: Artifact) -> Path:
@@ -163,7 +197,9 @@ def _generate(rt: Runtime, obj: Obj, output: Obj, sources: dict[str, tuple[Artif
     metadata: dict[str, str] = {}
     origin_alias = str(output.get('originRevision') or '').lstrip('@')
     if origin_alias in sources:
-        metadata[ORIGIN_REVISION] = sources[origin_alias][0].revision
+        # The source's own origin (an OCI artifact pushed from git) wins over its revision.
+        origin = sources[origin_alias][0]
+        metadata[ORIGIN_REVISION] = origin.metadata.get(ORIGIN_REVISION) or origin.revision
     artifact = Artifact(revision=revision, digest=f'sha256:{content}', directory=final, metadata=metadata,
                         origin_revision=metadata.get(ORIGIN_REVISION))
     rt.artifacts[('ExternalArtifact', namespace, name)] = artifact
@@ -177,7 +213,8 @@ def _write_external_artifact(rt: Runtime, generator: Obj, name: str, artifact: A
     rt.store.apply(external_type, {
         'apiVersion': 'source.toolkit.fluxcd.io/v1', 'kind': 'ExternalArtifact',
         'metadata': {'name': name, 'namespace': namespace,
-                     'labels': {'source.extensions.fluxcd.io/generator': generator['metadata']['name']}},
+                     'labels': {'app.kubernetes.io/managed-by': COMPONENT,
+                                'source.extensions.fluxcd.io/generator': generator['metadata']['uid']}},
         'spec': {'sourceRef': {'apiVersion': 'source.extensions.fluxcd.io/v1beta1', 'kind': 'ArtifactGenerator',
                                'name': generator['metadata']['name'], 'namespace': namespace}},
     })
@@ -186,7 +223,5 @@ def _write_external_artifact(rt: Runtime, generator: Obj, name: str, artifact: A
     status = current.setdefault('status', {})
     status['artifact'] = artifact_status('ExternalArtifact', namespace, name, artifact,
                                          f'{artifact.digest.removeprefix("sha256:")}.tar.gz')
-    conditions.set_condition(current, 'Ready', 'True', 'Succeeded',
-                             f"stored artifact for revision '{artifact.revision}'")
-    status['observedGeneration'] = current['metadata'].get('generation', 1)
-    rt.write_status(current)
+    conditions.set_condition(current, 'Ready', 'True', 'Succeeded', 'Artifact is ready')
+    rt.write_status(current)  # ExternalArtifactStatus has no observedGeneration, only the condition's

@@ -129,8 +129,7 @@ def install_flux_instance(store: Store, *, repo: str, branch: str, cluster_path:
     revision = f'{FLUX_VERSION}@sha256:' + '0' * 64
 
     def mutate(obj: Obj) -> None:
-        obj['status'] = {
-            'observedGeneration': obj['metadata'].get('generation', 1),
+        obj['status'] = {  # FluxInstanceStatus has no observedGeneration: only its conditions carry one
             'lastAppliedRevision': revision, 'lastAttemptedRevision': revision,
             'components': [{'name': name, 'repository': f'ghcr.io/fluxcd/{name}', 'tag': FLUX_VERSION,
                             'digest': 'sha256:' + '0' * 64} for name in CONTROLLERS],
