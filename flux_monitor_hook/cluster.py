@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -65,10 +67,12 @@ class RetryPolicy:
 class ApiFailure(Exception):
     """A request that failed for good; `permanent` when retrying cannot help (401, 403, 404)."""
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
+                 cluster: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.cluster = cluster  # the kubeconfig context, when known: several clusters may be followed
 
     @property
     def permanent(self) -> bool:
@@ -79,7 +83,7 @@ class ApiFailure(Exception):
         return self.status == 410
 
 
-def _failure(error: BaseException, what: str) -> ApiFailure:
+def _failure(error: BaseException, what: str, cluster: str | None = None) -> ApiFailure:
     from kubernetes.client.exceptions import ApiException
 
     if isinstance(error, ApiFailure):
@@ -97,8 +101,8 @@ def _failure(error: BaseException, what: str) -> ApiFailure:
             message = json.loads(error.body or '{}').get('message') or message
         except (ValueError, AttributeError):
             pass
-        return ApiFailure(f'{what}: {error.status} {message}', error.status, retry_after)
-    return ApiFailure(f'{what}: {redact_text(str(error)) or type(error).__name__}')
+        return ApiFailure(f'{what}: {error.status} {message}', error.status, retry_after, cluster)
+    return ApiFailure(f'{what}: {redact_text(str(error)) or type(error).__name__}', cluster=cluster)
 
 
 def _transient(error: BaseException) -> bool:
@@ -295,24 +299,85 @@ class WatchEvent:
     obj: Obj
 
 
-def _watch_stream(cluster: Cluster, api: Api, namespace: str | None, resource_version: str) -> Any:
-    from kubernetes import watch
+class Streams:
+    """The watch responses being read, so that stopping can unblock the threads that read them.
 
+    A daemon thread still blocked in a socket read when the interpreter exits wakes into a dying
+    interpreter, and Python 3.11 can then abort the process (SIGABRT) after the verdict was printed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[Any] = set()
+        self._closed = False
+
+    def add(self, response: Any) -> bool:
+        """Track a response; False when already closed (the caller must not read it)."""
+        with self._lock:
+            if not self._closed:
+                self._open.add(response)
+            return not self._closed
+
+    def discard(self, response: Any) -> None:
+        with self._lock:
+            self._open.discard(response)
+
+    def close_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            responses = list(self._open)
+        for response in responses:
+            _shutdown(response)
+
+
+def _shutdown(response: Any) -> None:
+    """Make a blocked read of this response return: shut down the socket (closing it would not wake it)."""
+    try:
+        response.shutdown()  # urllib3 >= 2.3
+        return
+    except (AttributeError, NotImplementedError, ValueError, RuntimeError, OSError):
+        pass
+    sock = getattr(getattr(response, '_connection', None), 'sock', None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _open_watch(cluster: Cluster, api: Api, namespace: str | None, resource_version: str) -> Any:
+    """The raw (unread) response of a watch request, so that Streams can shut it down."""
     custom = cluster.custom()
-    kwargs: dict[str, Any] = {'resource_version': resource_version, 'allow_watch_bookmarks': True,
-                              'timeout_seconds': 300, '_request_timeout': (10, 330)}
+    kwargs: dict[str, Any] = {'watch': True, 'resource_version': resource_version, 'allow_watch_bookmarks': True,
+                              'timeout_seconds': 300, '_request_timeout': (10, 330), '_preload_content': False}
     if namespace:
-        return watch.Watch().stream(custom.list_namespaced_custom_object, api.group, api.version, namespace,
-                                    api.plural, **kwargs)
-    return watch.Watch().stream(custom.list_cluster_custom_object, api.group, api.version, api.plural, **kwargs)
+        return custom.list_namespaced_custom_object(api.group, api.version, namespace, api.plural, **kwargs)
+    return custom.list_cluster_custom_object(api.group, api.version, api.plural, **kwargs)
+
+
+def _watch_events(response: Any) -> Iterator[Obj]:
+    """The events of a watch response, one JSON object a line."""
+    from kubernetes.watch.watch import iter_resp_lines
+
+    for line in iter_resp_lines(response):
+        if not line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            yield event
 
 
 def follow(cluster: Cluster, api: Api, namespace: str | None, events: queue.Queue[WatchEvent | ApiFailure],
-           stop: threading.Event, policy: RetryPolicy, on_retry: Callable[[str], None]) -> None:
+           stop: threading.Event, policy: RetryPolicy, on_retry: Callable[[str], None],
+           streams: Streams | None = None) -> None:
     """List, then watch from the list's resourceVersion; relist on 410 (reporting what disappeared), and
     resume after dropped streams. Runs until stop is set; a permanent failure is put on the queue."""
     from kubernetes.client.exceptions import ApiException
 
+    streams = streams if streams is not None else Streams()
     known: dict[tuple[str, str], Obj] = {}
     resource_version = ''
     while not stop.is_set():
@@ -327,31 +392,39 @@ def follow(cluster: Cluster, api: Api, namespace: str | None, events: queue.Queu
                     events.put(WatchEvent(cluster.name, api.kind, 'ADDED', item))
                 known = current
                 events.put(WatchEvent(cluster.name, api.kind, 'SYNCED', {}))
-            for event in _watch_stream(cluster, api, namespace, resource_version):
-                if stop.is_set():
-                    return
-                obj = event.get('raw_object') or event.get('object') or {}
-                event_type = event.get('type', '')
-                metadata = obj.get('metadata') or {}
-                if metadata.get('resourceVersion'):
-                    resource_version = str(metadata['resourceVersion'])
-                if event_type == 'BOOKMARK':
-                    continue
-                if event_type == 'ERROR':
-                    status = obj.get('code')
-                    if status == 410:
-                        resource_version = ''
-                        break
-                    raise ApiFailure(f'watching {api.plural}: {obj.get("message")}', status)
-                obj.setdefault('kind', api.kind)
-                obj.setdefault('apiVersion', api.api_version)
-                if event_type == 'DELETED':
-                    known.pop(_identity(obj), None)
-                else:
-                    known[_identity(obj)] = obj
-                events.put(WatchEvent(cluster.name, api.kind, event_type, obj))
+            response = _open_watch(cluster, api, namespace, resource_version)
+            if not streams.add(response):
+                response.release_conn()
+                return
+            try:
+                for event in _watch_events(response):
+                    if stop.is_set():
+                        return
+                    obj = event.get('object') or {}
+                    event_type = event.get('type', '')
+                    metadata = obj.get('metadata') or {}
+                    if metadata.get('resourceVersion'):
+                        resource_version = str(metadata['resourceVersion'])
+                    if event_type == 'BOOKMARK':
+                        continue
+                    if event_type == 'ERROR':
+                        status = obj.get('code')
+                        if status == 410:
+                            resource_version = ''
+                            break
+                        raise ApiFailure(f'watching {api.plural}: {obj.get("message")}', status)
+                    obj.setdefault('kind', api.kind)
+                    obj.setdefault('apiVersion', api.api_version)
+                    if event_type == 'DELETED':
+                        known.pop(_identity(obj), None)
+                    else:
+                        known[_identity(obj)] = obj
+                    events.put(WatchEvent(cluster.name, api.kind, event_type, obj))
+            finally:
+                streams.discard(response)
+                response.release_conn()
         except ApiException as error:
-            failure = _failure(error, f'watching {api.plural}')
+            failure = _failure(error, f'watching {api.plural}', cluster.name)
             if failure.gone:
                 resource_version = ''
                 continue
@@ -364,6 +437,7 @@ def follow(cluster: Cluster, api: Api, namespace: str | None, events: queue.Queu
             if failure.gone:
                 resource_version = ''
                 continue
+            failure.cluster = failure.cluster or cluster.name
             events.put(failure)
             return
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:

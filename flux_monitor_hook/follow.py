@@ -33,6 +33,7 @@ WATCHED_KINDS = ('GitRepository', 'OCIRepository', 'ArtifactGenerator', 'Externa
                  'Kustomization', 'HelmRelease')
 TRIGGER_BACKOFF_MAX = 30.0
 TICK = 1.0
+STOP_GRACE = 2.0  # how long the watch threads get to finish once the verdict is in
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Session:
                                follow_helmreleases=options.helmreleases)
         self.events: queue.Queue[kube.WatchEvent | kube.ApiFailure] = queue.Queue()
         self.stop = threading.Event()
+        self.streams = kube.Streams()
+        self._threads: list[threading.Thread] = []
         self.notes: list[str] = []
         self._triggers: dict[objects.ObjectKey, _Trigger] = {}
         self._unsynced: set[tuple[str, str, str]] = set()
@@ -98,9 +101,10 @@ class Session:
                     self._unsynced.add((cluster.name, kind, namespace or ''))
                     thread = threading.Thread(
                         target=kube.follow, args=(cluster, api, namespace, self.events, self.stop, policy,
-                                                  self._on_retry),
+                                                  self._on_retry, self.streams),
                         name=f'watch-{cluster.name}-{kind}-{namespace or "all"}', daemon=True)
                     thread.start()
+                    self._threads.append(thread)
 
     def _namespaces(self, cluster: kube.Cluster, api: kube.Api, policy: kube.RetryPolicy) -> list[str | None]:
         """All namespaces at once when allowed, else the configured ones (a namespaced Role is common)."""
@@ -131,21 +135,31 @@ class Session:
     # -- the loop --------------------------------------------------------------------------------------
 
     def run(self) -> Summary:
-        self._start_watches()
         try:
+            self._start_watches()  # inside: a kind that may not be listed must stop the watches already started
             result = self._loop()
         except KeyboardInterrupt:
             result = 'interrupted'
         finally:
-            self.stop.set()
+            self._stop_watches()
         return self._summary(result)
+
+    def _stop_watches(self) -> None:
+        """End the watch threads before the verdict is printed and the process exits: a daemon thread
+        still reading a socket while the interpreter shuts down can make it abort (SIGABRT)."""
+        self.stop.set()
+        self.streams.close_all()
+        give_up = time.monotonic() + STOP_GRACE
+        for thread in self._threads:
+            thread.join(max(0.0, give_up - time.monotonic()))
 
     def _loop(self) -> str:
         next_tick = time.monotonic() + TICK
         while True:
             now = time.monotonic()
             if now >= self.deadline:
-                return 'timeout'
+                # A failure already seen is the verdict on this revision; waiting longer would not change it.
+                return 'failed' if self.tracker.verdict(fail_fast=True) == 'failed' else 'timeout'
             wake = min(self.deadline, next_tick, *(t.next_at for t in self._triggers.values() if t.allowed))
             try:
                 event = self.events.get(timeout=max(0.0, wake - now))
@@ -179,7 +193,7 @@ class Session:
                 next_tick = time.monotonic() + TICK
 
     def _fatal(self, failure: kube.ApiFailure) -> UserError:
-        cluster = self.clusters[0]
+        cluster = next((c for c in self.clusters if c.name == failure.cluster), self.clusters[0])
         return kube.unavailable(cluster, failure)
 
     def _handle(self, event: kube.WatchEvent) -> None:

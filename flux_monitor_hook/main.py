@@ -52,6 +52,11 @@ def _add_explain_parser(subparsers: argparse._SubParsersAction[_Parser]) -> None
 def build_parser() -> _Parser:
     from flux_monitor_hook.commands import check
     from flux_monitor_hook.commands import demo
+    from flux_monitor_hook.commands import follower
+    from flux_monitor_hook.commands import hook
+    from flux_monitor_hook.commands import post_receive
+    from flux_monitor_hook.commands import status
+    from flux_monitor_hook.commands import stop
     from flux_monitor_hook.commands import wait
 
     parser = _Parser(prog='flux-monitor', description='Follow a pushed commit until Flux has landed it.')
@@ -61,6 +66,14 @@ def build_parser() -> _Parser:
     check.add_arguments(subparsers.add_parser('check', help='Check the kubeconfig, the cluster, Flux and the sources.'))
     _add_explain_parser(subparsers)
     _add_sandbox_parser(subparsers)
+    hook.add_arguments(subparsers.add_parser('hook', help='The pre-commit hook entry (see README).'))
+    follower.add_arguments(subparsers.add_parser('follower', help='The background follower a hook starts.'))
+    status.add_arguments(subparsers.add_parser('status', help='The latest result per branch; --wait attaches.'))
+    stop.add_arguments(subparsers.add_parser('stop', help='Stop the background followers.'))
+    subparsers.add_parser('push', help='git push, then wait for what Flux follows (git push arguments).',
+                          add_help=False)
+    post_receive.add_arguments(subparsers.add_parser('post-receive', help="For a bare repository's post-receive "
+                                                                          'hook.'))
     return parser
 
 
@@ -71,6 +84,12 @@ _COMMANDS = {
     'demo': 'flux_monitor_hook.commands.demo',
     'explain': 'flux_monitor_hook.commands.explain',
     'sandbox': 'flux_monitor_hook.sandbox.cli',
+    'hook': 'flux_monitor_hook.commands.hook',
+    'follower': 'flux_monitor_hook.commands.follower',
+    'status': 'flux_monitor_hook.commands.status',
+    'stop': 'flux_monitor_hook.commands.stop',
+    'push': 'flux_monitor_hook.commands.push',
+    'post-receive': 'flux_monitor_hook.commands.post_receive',
 }
 
 
@@ -79,8 +98,25 @@ def _run(args: argparse.Namespace) -> int:
     return int(module.run(args))
 
 
+def _hook_parser() -> _Parser:
+    """Only the hook's own arguments: git's fast path must not import what the other commands need."""
+    from flux_monitor_hook.commands import hook
+
+    parser = _Parser(prog='flux-monitor hook', description='The pre-commit hook (pre-push, post-commit, by hand).')
+    hook.add_arguments(parser)
+    parser.set_defaults(command='hook')
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ['hook']:
+        args = _hook_parser().parse_args(arguments[1:])
+    elif arguments[:1] == ['push']:
+        # Everything after `push` belongs to git push, options included.
+        args = argparse.Namespace(command='push', git_args=arguments[1:])
+    else:
+        args = build_parser().parse_args(arguments)
     try:
         return _run(args)
     except UserError as error:

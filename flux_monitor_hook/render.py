@@ -200,13 +200,14 @@ class StructuredRenderer:
             self._write(f'\n⏱  Timed out after {_elapsed(summary.duration)} waiting for {revision}; still pending:')
             for status in summary.sources + summary.resources:
                 if status.state is State.PENDING:
-                    self._write(f'  ◎ {status.key}: {status.detail} (for {_elapsed(summary.duration)})')
+                    self._write(f'  ◎ {_cluster_prefix(status, self.multi_cluster)}{status.key}: {status.detail} '
+                                f'(for {_elapsed(summary.duration)})')
             return
         if summary.result == 'interrupted':
             self._write('\nInterrupted; still pending:')
             for status in summary.sources + summary.resources:
                 if status.state is State.PENDING:
-                    self._write(f'  ◎ {status.key}: {status.detail}')
+                    self._write(f'  ◎ {_cluster_prefix(status, self.multi_cluster)}{status.key}: {status.detail}')
             return
         self._write(f'\n{self.palette.paint("❌ Reconciliation failed", "red")} for {revision}')
         for failure in summary.failures:
@@ -231,16 +232,26 @@ class StructuredRenderer:
                     self._write(f'      {step}')
         blocked = [s for s in summary.resources if s.state is State.BLOCKED]
         for status in blocked:
-            self._write(f'  {self.palette.paint("✗", "red")} {status.key} blocked: {status.message}')
+            self._write(f'  {self.palette.paint("✗", "red")} {_cluster_prefix(status, self.multi_cluster)}'
+                        f'{status.key} blocked: {status.message}')
+        # Without --fail-fast the wait can end at its timeout with a failure known and other things pending.
+        for status in summary.sources + summary.resources:
+            if status.state is State.PENDING:
+                self._write(f'  ◎ {_cluster_prefix(status, self.multi_cluster)}{status.key} still pending: '
+                            f'{status.detail}')
 
 
 class SimpleRenderer:
     """One plain line per state change: no colours, no symbols, no cursor movement."""
 
-    def __init__(self, stream: TextIO, *, timestamps: bool, verbosity: str) -> None:
+    def __init__(self, stream: TextIO, *, timestamps: bool, verbosity: str, multi_cluster: bool = False) -> None:
         self.stream = stream
         self.timestamps = timestamps
         self.quiet = verbosity == 'quiet'
+        self.multi_cluster = multi_cluster
+
+    def _name(self, status: Status) -> str:
+        return f'{_cluster_prefix(status, self.multi_cluster)}{status.key}'
 
     def _write(self, text: str) -> None:
         stamp = f'{_clock()} ' if self.timestamps else ''
@@ -267,7 +278,7 @@ class SimpleRenderer:
             self._status_line(transition.status)
 
     def _status_line(self, status: Status) -> None:
-        parts = [f'{status.key}', WORDS[status.state]]
+        parts = [self._name(status), WORDS[status.state]]
         if status.revision:
             parts.append(short_revision(status.revision))
         if status.reason:
@@ -286,13 +297,17 @@ class SimpleRenderer:
             self.note(note)
         for failure in summary.failures:
             status = failure.status
-            self._write(f'{status.key} failed: {status.reason}: {status.message}')
+            self._write(f'{self._name(status)} failed: {status.reason}: {status.message}')
             self._write(f'  cause: {failure.diagnosis.summary}')
             for step in failure.next_steps:
                 self._write(f'  next: {step}')
         for status in summary.sources + summary.resources:
+            if status.state is State.BLOCKED:
+                self._write(f'{self._name(status)} blocked: {status.message}')
             if status.state is State.PENDING:
-                self._write(f'{status.key} still pending: {status.detail}')
+                self._write(f'{self._name(status)} still pending: {status.detail}')
+        if summary.result == 'no-sources':
+            self._write(f'no Flux source follows {summary.repository} ({summary.branch}); nothing to wait for')
         self._write(f'result: {summary.result} (exit {summary.exit_code}) revision {summary.revision} '
                     f'in {summary.duration:.1f}s')
 
@@ -344,7 +359,7 @@ def make_renderer(output_format: str, color_mode: str, *, timestamps: bool, verb
     if output_format == 'json':
         return JsonRenderer(stream)
     if output_format == 'simple':
-        return SimpleRenderer(stream, timestamps=timestamps, verbosity=verbosity)
+        return SimpleRenderer(stream, timestamps=timestamps, verbosity=verbosity, multi_cluster=multi_cluster)
     return StructuredRenderer(stream, color=use_color(color_mode, stream), live=stream.isatty(),
                               timestamps=timestamps, verbosity=verbosity, started=started,
                               multi_cluster=multi_cluster)

@@ -40,10 +40,12 @@ class Summary:
     resources: list[Status] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    error: str | None = None  # result error: the one-line message, also printed on stderr
+    error_code: int = exit_codes.UNAVAILABLE  # result error: usage (3) or unavailable (4)
 
     @property
     def exit_code(self) -> int:
-        return RESULT_EXIT_CODES[self.result]
+        return self.error_code if self.result == 'error' else RESULT_EXIT_CODES[self.result]
 
     def to_json(self) -> dict[str, Any]:
         diagnoses = {failure.status.key: failure.diagnosis for failure in self.failures}
@@ -58,6 +60,7 @@ class Summary:
             'sources': [status_json(s, diagnoses.get(s.key)) for s in self.sources],
             'resources': [status_json(s, diagnoses.get(s.key)) for s in self.resources],
             'notes': list(self.notes),
+            **({'error': self.error} if self.result == 'error' else {}),
         }
 
 

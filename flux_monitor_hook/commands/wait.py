@@ -6,6 +6,8 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import TextIO
 
 from flux_monitor_hook import gitctx
 from flux_monitor_hook.config import Config
@@ -13,6 +15,9 @@ from flux_monitor_hook.config import load_config
 from flux_monitor_hook.errors import UserError
 from flux_monitor_hook.git_urls import redact_url
 from flux_monitor_hook.tracker import Target
+
+if TYPE_CHECKING:
+    from flux_monitor_hook.summary import Summary
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def follow_target(context: GitContext, config: Config, started: float | None = None) -> int:
+    return follow_revision(context, config, started).exit_code
+
+
+def follow_revision(context: GitContext, config: Config, started: float | None = None,
+                    stream: TextIO | None = None) -> Summary:
+    """The whole wait for one revision, rendered to stream (stdout by default); the verdict."""
     from flux_monitor_hook import cluster as kube
     from flux_monitor_hook import follow
     from flux_monitor_hook.render import make_renderer
@@ -151,7 +162,8 @@ def follow_target(context: GitContext, config: Config, started: float | None = N
     started = started if started is not None else time.monotonic()
     contexts = config.cluster.selected_contexts
     renderer = make_renderer(config.output.format, config.output.colors, timestamps=config.output.timestamps,
-                             verbosity=config.verbosity, started=started, multi_cluster=len(contexts) > 1)
+                             verbosity=config.verbosity, started=started, multi_cluster=len(contexts) > 1,
+                             stream=stream)
     target = context.target
     where = target.tag or target.branch or 'explicit sources'
     renderer.note(f'following {gitctx.short(target.sha)} of {redact_url(target.repository) or "the named sources"} '
@@ -163,19 +175,30 @@ def follow_target(context: GitContext, config: Config, started: float | None = N
                       'changed-file mapping, which is not available yet)')
     policy = kube.RetryPolicy(config.error_handling.retry_attempts, config.error_handling.retry_delay,
                               started + config.timeout)
-    clusters = []
-    for name in contexts:
-        cluster = kube.connect(config.cluster.kubeconfig, name)
-        kube.discover(cluster, policy)
-        clusters.append(cluster)
-    options = follow.Options(timeout=config.timeout,
-                             trigger=config.trigger_reconcile, fail_fast=config.error_handling.fail_fast,
-                             namespaces=config.cluster.namespaces, retry=policy,
-                             kustomizations=config.monitor.kustomizations, helmreleases=config.monitor.helmreleases)
-    session = follow.Session(clusters, target, ancestry(context.root, context.remote, target.sha), renderer, options,
-                             branch=target.branch, started=started)
-    session.check_flux()
-    summary = session.run()
+    try:
+        clusters = []
+        for name in contexts:
+            cluster = kube.connect(config.cluster.kubeconfig, name)
+            kube.discover(cluster, policy)
+            clusters.append(cluster)
+        options = follow.Options(timeout=config.timeout,
+                                 trigger=config.trigger_reconcile, fail_fast=config.error_handling.fail_fast,
+                                 namespaces=config.cluster.namespaces, retry=policy,
+                                 kustomizations=config.monitor.kustomizations,
+                                 helmreleases=config.monitor.helmreleases)
+        session = follow.Session(clusters, target, ancestry(context.root, context.remote, target.sha), renderer,
+                                 options, branch=target.branch, started=started)
+        session.check_flux()
+        summary = session.run()
+    except UserError as error:
+        if config.output.format == 'json':
+            # Whoever reads the JSON Lines gets a summary whatever happens; stderr has the same line.
+            from flux_monitor_hook.summary import Summary
+
+            renderer.summary(Summary(result='error', revision=target.sha, branch=target.branch,
+                                     repository=redact_url(target.repository), duration=time.monotonic() - started,
+                                     error=str(error), error_code=error.exit_code))
+        raise
     renderer.summary(summary)
-    return summary.exit_code
+    return summary
 

@@ -12,6 +12,7 @@ from flux_monitor_hook import exit_codes
 from flux_monitor_hook.errors import UserError
 from flux_monitor_hook.sandbox.faults import FaultSpecError
 from flux_monitor_hook.sandbox.faults import parse_fault_spec
+from flux_monitor_hook.sandbox.gitsource import is_repository
 from flux_monitor_hook.sandbox.gitsource import local_path_for_url
 from flux_monitor_hook.sandbox.sandbox import Sandbox
 
@@ -28,7 +29,7 @@ def _remotes(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     repo_path = local_path_for_url(args.repo)
-    if repo_path is None or not Path(repo_path).exists():
+    if repo_path is None or not is_repository(repo_path):
         raise UserError(f'--repo {args.repo!r} is not a local git repository; give a path or file:// URL')
     if args.speed <= 0:
         raise UserError(f'--speed {args.speed} must be above 0; e.g. --speed 10 runs ten times faster')

@@ -178,6 +178,11 @@ def _list_refs(repo: str) -> list[_Ref] | None:
     return refs
 
 
+def is_repository(path: str) -> bool:
+    """Whether path is a git repository (bare or not) that git can read."""
+    return _list_refs(path) is not None
+
+
 def _peel_to_commit(repo: str, sha: str) -> str:
     result = _git(repo, 'rev-parse', '--verify', '--quiet', f'{sha}^{{commit}}', check=False)
     return result.stdout.decode().strip() if result.returncode == 0 else ''

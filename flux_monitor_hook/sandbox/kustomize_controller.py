@@ -35,6 +35,8 @@ NAME_LABEL = 'kustomize.toolkit.fluxcd.io/name'
 NAMESPACE_LABEL = 'kustomize.toolkit.fluxcd.io/namespace'
 REQUEUE_DEPENDENCY = 30.0  # kustomize-controller's --requeue-dependency default
 SOURCE_KINDS = ('GitRepository', 'OCIRepository', 'Bucket', 'ExternalArtifact')
+_SOURCE_PLURALS = {'GitRepository': 'gitrepositories', 'OCIRepository': 'ocirepositories', 'Bucket': 'buckets',
+                   'ExternalArtifact': 'externalartifacts'}
 
 # Server-side apply stages: definitions and namespaces before what lives in them (pkg ssa ApplyAllStaged).
 _STAGE_FIRST = ('CustomResourceDefinition', 'Namespace')
@@ -112,16 +114,19 @@ class KustomizeController:
         spec = obj.get('spec') or {}
         metadata = obj['metadata']
         source_ref = spec.get('sourceRef') or {}
-        source_namespace = source_ref.get('namespace') or metadata['namespace']
-        source_id = f"{source_ref.get('kind')}/{source_namespace}/{source_ref.get('name')}"
         timeout = _timeout(obj)
         if source is None:
-            self._gate_failure(obj, 'ArtifactFailed', f"Source '{source_id}' not found")
+            # Ready carries the API server's NotFound; "Source '...' not found" only goes to the log, no event.
+            kind, name = source_ref.get('kind', ''), source_ref.get('name', '')
+            message = f'{_SOURCE_PLURALS[kind]}.source.toolkit.fluxcd.io "{name}" not found' \
+                if kind in _SOURCE_PLURALS else f"source `{name}` kind '{kind}' not supported"
+            self._gate_failure(obj, 'ArtifactFailed', message, event=False)
             return
         artifact_status = (source.get('status') or {}).get('artifact')
         artifact = rt.artifacts.get((source['kind'], source['metadata']['namespace'], source['metadata']['name']))
         if not artifact_status or artifact is None:
-            self._gate_failure(obj, 'ArtifactFailed', 'Source artifact not found, retrying in 30s')
+            self._gate_failure(obj, 'ArtifactFailed', 'Source artifact not found, retrying in '
+                               f'{go_duration(REQUEUE_DEPENDENCY)}', event=False)
             return
         revision = artifact_status['revision']
         origin_revision = (artifact_status.get('metadata') or {}).get('org.opencontainers.image.revision')
@@ -175,14 +180,14 @@ class KustomizeController:
             obj['metadata'] = written['metadata']
 
     def _gate_failure(self, obj: Obj, reason: str, message: str, *, requeue: float | None = None,
-                      info: str | None = None, revision: str | None = None) -> None:
+                      info: str | None = None, revision: str | None = None, event: bool = True) -> None:
         """Failures before the build: neither revision field moves and Reconciling is not set."""
         conditions.set_condition(obj, 'Ready', 'False', reason, message)
         _handled(obj)
         self.rt.write_status(obj)
         if info:
             self.rt.event(obj, 'Normal', reason, info, COMPONENT, _annotations(revision, None))
-        else:
+        elif event:
             self.rt.event(obj, 'Warning', reason, message, COMPONENT, _annotations(revision, None))
         metadata = obj['metadata']
         retry = requeue if requeue is not None else interval_of(obj, 'retryInterval', (obj.get('spec') or {}).get(
@@ -200,7 +205,7 @@ class KustomizeController:
             dependency_id = f'{namespace}/{name}'
             found = self.rt.get('Kustomization', namespace, name)
             if found is None:
-                raise ReconcileFailure('DependencyNotReady', f"unable to get '{dependency_id}' dependency: "
+                raise ReconcileFailure('DependencyNotReady', f"dependency '{dependency_id}' not found: "
                                        f'kustomizations.kustomize.toolkit.fluxcd.io "{name}" not found')
             status = found.get('status') or {}
             if status.get('observedGeneration') != found['metadata'].get('generation') or \
