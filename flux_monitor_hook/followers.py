@@ -158,16 +158,18 @@ def _prune(directory: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def spawn(arguments: list[str], log: Path, *, terminal: bool) -> int:
+def spawn(arguments: list[str], log: Path, *, terminal: int | None) -> int:
     """Start `flux-monitor follower ...` detached from git and pre-commit: its own session, no inherited pipes
-    (pre-commit waits for its hook's output pipe to close, so holding it would hang the push)."""
+    (pre-commit waits for its hook's output pipe to close, so holding it would hang the push). It gets the
+    user's terminal as an extra descriptor, since a process in a new session cannot open /dev/tty."""
     descriptor = open_private(log)
     env = dict(os.environ, FLUX_MONITOR_FOLLOWER='1')
+    extra = ['--terminal-fd', str(terminal)] if terminal is not None else []
     try:
         process = subprocess.Popen(
-            [sys.executable, '-m', 'flux_monitor_hook', 'follower', *arguments, *(['--tty'] if terminal else [])],
+            [sys.executable, '-m', 'flux_monitor_hook', 'follower', *arguments, *extra],
             stdin=subprocess.DEVNULL, stdout=descriptor, stderr=descriptor, start_new_session=True,
-            close_fds=True, env=env,
+            close_fds=True, pass_fds=(terminal,) if terminal is not None else (), env=env,
         )
     finally:
         os.close(descriptor)

@@ -54,6 +54,7 @@ def build_parser() -> _Parser:
     from flux_monitor_hook.commands import demo
     from flux_monitor_hook.commands import follower
     from flux_monitor_hook.commands import hook
+    from flux_monitor_hook.commands import plan
     from flux_monitor_hook.commands import post_receive
     from flux_monitor_hook.commands import status
     from flux_monitor_hook.commands import stop
@@ -64,6 +65,7 @@ def build_parser() -> _Parser:
     wait.add_arguments(subparsers.add_parser('wait', help='Wait until Flux has landed a git revision.'))
     demo.add_arguments(subparsers.add_parser('demo', help='Run the whole flow against a local Flux sandbox.'))
     check.add_arguments(subparsers.add_parser('check', help='Check the kubeconfig, the cluster, Flux and the sources.'))
+    plan.add_arguments(subparsers.add_parser('plan', help='Show which Flux resources a revision affects, and why.'))
     _add_explain_parser(subparsers)
     _add_sandbox_parser(subparsers)
     hook.add_arguments(subparsers.add_parser('hook', help='The pre-commit hook entry (see README).'))
@@ -81,6 +83,7 @@ def build_parser() -> _Parser:
 _COMMANDS = {
     'wait': 'flux_monitor_hook.commands.wait',
     'check': 'flux_monitor_hook.commands.check',
+    'plan': 'flux_monitor_hook.commands.plan',
     'demo': 'flux_monitor_hook.commands.demo',
     'explain': 'flux_monitor_hook.commands.explain',
     'sandbox': 'flux_monitor_hook.sandbox.cli',

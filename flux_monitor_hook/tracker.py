@@ -61,13 +61,17 @@ class Target:
     branch: str | None = None
     tag: str | None = None
     explicit_sources: tuple[tuple[str, str, str], ...] = ()  # (kind, namespace, name): skip URL matching
+    also_known_as: tuple[str, ...] = ()  # other URLs of the same repository (the local clone, for post-commit)
 
     @property
-    def normalized_repository(self) -> str:
-        try:
-            return normalize_repo_url(self.repository)
-        except ValueError:
-            return self.repository
+    def normalized_repositories(self) -> frozenset[str]:
+        found = set()
+        for url in (self.repository, *self.also_known_as):
+            try:
+                found.add(normalize_repo_url(url))
+            except ValueError:
+                found.add(url)
+        return frozenset(found)
 
 
 @dataclass
@@ -324,7 +328,7 @@ class Tracker:
         if key.kind == 'GitRepository':
             url = str(objects.spec(obj).get('url') or '')
             try:
-                same = normalize_repo_url(url) == self.target.normalized_repository
+                same = normalize_repo_url(url) in self.target.normalized_repositories
             except ValueError:
                 same = False
             return same and _ref_follows(obj, self.target)
@@ -339,7 +343,7 @@ class Tracker:
         if key.kind == 'OCIRepository':
             origin = objects.artifact_metadata(obj).get(objects.ORIGIN_SOURCE)
             try:
-                return bool(origin) and normalize_repo_url(str(origin)) == self.target.normalized_repository
+                return bool(origin) and normalize_repo_url(str(origin)) in self.target.normalized_repositories
             except ValueError:
                 return False
         return False

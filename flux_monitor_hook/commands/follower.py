@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--remote')
     parser.add_argument('--remote-ref')
     parser.add_argument('--tag')
-    parser.add_argument('--terminal')
+    parser.add_argument('--terminal-fd', type=int)
     parser.add_argument('--verbose', action='store_true')
 
 
@@ -135,9 +135,9 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     terminal: TextIO | None = None
-    if args.terminal:
+    if args.terminal_fd is not None:
         try:
-            terminal = open(args.terminal, 'w', encoding='utf-8', errors='replace')
+            terminal = os.fdopen(args.terminal_fd, 'w', encoding='utf-8', errors='replace')
         except OSError:
             terminal = None
     out = _Tee(*(s for s in (sys.stdout, terminal) if s is not None))
@@ -146,8 +146,11 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(None, root)
         remote = args.remote or gitctx.default_remote(root, args.branch)
         url = gitctx.remote_url(root, remote) if remote else ''
+        # After a commit, Flux may read this very repository (a mirror, a local server): it matches too.
+        local = (str(root),) if args.stage == 'post-commit' else ()
         target = Target(sha=args.sha, repository=url, branch=None if args.tag else args.branch, tag=args.tag,
-                        explicit_sources=tuple((s.kind, s.namespace, s.name) for s in config.sources))
+                        explicit_sources=tuple((s.kind, s.namespace, s.name) for s in config.sources),
+                        also_known_as=local)
         context = wait.GitContext(root, target, remote)
         deadline = time.monotonic() + config.timeout
         if args.stage == 'pre-push' and remote and args.remote_ref:

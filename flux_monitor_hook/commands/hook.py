@@ -68,18 +68,12 @@ def detect_stage(explicit: str | None) -> str:
     return 'by-hand'
 
 
-def _terminal() -> str | None:
-    """The user's terminal device, for the follower to write to after the push has returned."""
+def _terminal() -> int | None:
+    """A descriptor of the user's terminal (not pre-commit's output pipe), or None without one (IDEs, CI)."""
     try:
-        descriptor = os.open('/dev/tty', os.O_WRONLY | os.O_NOCTTY)
+        return os.open('/dev/tty', os.O_WRONLY | os.O_NOCTTY)
     except OSError:
         return None
-    try:
-        return os.ttyname(descriptor)
-    except OSError:
-        return None
-    finally:
-        os.close(descriptor)
 
 
 def _has_kubeconfig(root: Path) -> bool:
@@ -90,7 +84,18 @@ def _has_kubeconfig(root: Path) -> bool:
 
 
 def _warn(message: str) -> None:
-    print(f'flux-monitor: {message}', file=sys.stderr, flush=True)
+    """One line the user sees: pre-commit shows a passing hook's output only with verbose, so it goes to the
+    terminal when there is one."""
+    line = f'flux-monitor: {message}\n'
+    terminal = _terminal()
+    if terminal is None:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        return
+    try:
+        os.write(terminal, line.encode())
+    finally:
+        os.close(terminal)
 
 
 def _start_follower(root: Path, branch: str, sha: str, stage: str, *, remote: str | None = None,
@@ -107,9 +112,11 @@ def _start_follower(root: Path, branch: str, sha: str, stage: str, *, remote: st
     if verbose:
         arguments.append('--verbose')
     terminal = _terminal()
-    if terminal:
-        arguments += ['--terminal', terminal]
-    return followers.spawn(arguments, log, terminal=False)
+    try:
+        return followers.spawn(arguments, log, terminal=terminal)
+    finally:
+        if terminal is not None:
+            os.close(terminal)
 
 
 def _pre_push(root: Path, verbose: bool) -> int:
@@ -164,7 +171,7 @@ def _by_hand(root: Path) -> int:
     if terminal is None:
         return wait.follow_target(context, config)
     # pre-commit shows a hook's output only when it ends: the progress goes to the terminal as it happens.
-    with open(terminal, 'w', encoding='utf-8', errors='replace') as stream:
+    with os.fdopen(terminal, 'w', encoding='utf-8', errors='replace') as stream:
         summary = wait.follow_revision(context, config, stream=stream)
     print(f'flux-monitor: {summary.result} for {gitctx.short(summary.revision)} (exit {summary.exit_code})')
     return summary.exit_code

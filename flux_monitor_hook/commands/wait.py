@@ -90,6 +90,10 @@ def git_context(args: argparse.Namespace, config: Config) -> GitContext:
         kind = gitctx.ref_kind(root, args.revision)
         if kind == 'tag':
             tag = args.revision.removeprefix('refs/tags/')
+            if not args.branch:
+                # A tag pushed on its own never reaches what follows the branch: follow those sources only
+                # when the pushed branch already has the tagged commit.
+                branch = pushed_branch_containing(root, remote, branch, sha)
         elif kind == 'branch' and not args.branch:
             branch = args.revision.removeprefix('refs/heads/').split('/', 1)[-1] \
                 if args.revision.startswith('refs/remotes/') else args.revision.removeprefix('refs/heads/')
@@ -116,6 +120,16 @@ def git_context(args: argparse.Namespace, config: Config) -> GitContext:
                      'its history')
     target = Target(sha=sha, repository=url, branch=branch, tag=tag, explicit_sources=explicit)
     return GitContext(root, target, remote, tuple(notes))
+
+
+def pushed_branch_containing(root: Path, remote: str | None, branch: str | None, sha: str) -> str | None:
+    """The remote branch the current branch pushes to, when it contains the commit; else None."""
+    if not remote or not branch:
+        return None
+    upstream = gitctx.upstream(root, branch)
+    remote_branch = upstream[1] if upstream else branch
+    pushed = gitctx.remote_tracking_commit(root, remote, remote_branch)
+    return remote_branch if pushed and gitctx.is_ancestor(root, sha, pushed) else None
 
 
 def ancestry(root: Path, remote: str | None, target_sha: str) -> functools._lru_cache_wrapper[bool | None]:

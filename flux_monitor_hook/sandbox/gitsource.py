@@ -262,6 +262,19 @@ def resolve_ref(repo: str, ref: Mapping[str, Any] | None, *, url: str | None = N
     return _resolve_branch(url, refs, branch or DEFAULT_BRANCH)
 
 
+def resolve_head(repo: str, *, url: str | None = None) -> ResolvedRef:
+    """The branch HEAD of ``repo`` names (a bare clone's default branch), resolved like ``ref.branch``."""
+    shown = redact_url(url if url is not None else repo)
+    path = local_path_for_url(repo)
+    if path is None:
+        raise unreachable_remote_error(shown)
+    result = _git(path, 'symbolic-ref', '--quiet', 'HEAD', check=False) if os.path.isdir(path) else None
+    reference = result.stdout.decode().strip() if result is not None and result.returncode == 0 else ''
+    if not reference.startswith('refs/heads/'):
+        raise _not_found(shown, 'repository not found')
+    return resolve_ref(repo, {'branch': reference[len('refs/heads/'):]}, url=url)
+
+
 def _find(refs: list[_Ref], name: str) -> _Ref | None:
     return next((r for r in refs if r.name == name), None)
 

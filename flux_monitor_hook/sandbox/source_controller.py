@@ -187,24 +187,44 @@ def reconcile_oci_repository(rt: Runtime, namespace: str, name: str) -> None:
     spec = obj.get('spec') or {}
     url = str(spec.get('url') or '')
     ref = spec.get('ref') or {}
-    if marker(obj, 'unavailable') == 'true':
-        _fail(rt, obj, SourceFailure('OCIArtifactPullFailed', f"failed to determine artifact digest: GET "
-                                     f"{url.replace('oci://', 'https://')}: MANIFEST_UNKNOWN: manifest unknown"))
+    try:
+        artifact = _oci_artifact(rt, obj, url, ref)
+    except SourceFailure as failure:
+        _fail(rt, obj, failure)
     else:
-        tag = ref.get('tag') or ref.get('semver') or 'latest'
-        digest = sha256_digest(f'oci:{url}:{tag}:{ref.get("digest", "")}')
-        revision = digest if ref.get('digest') else f'{tag}@{digest}'
-        local = rt.remotes.get(url)
-        artifact = Artifact(revision=revision, digest=digest, directory=None, repo=local)
-        if local:
-            resolved = gitsource.resolve_ref(local, None)
-            artifact.commit = resolved.commit
-            artifact.metadata = {'org.opencontainers.image.source': url,
-                                 'org.opencontainers.image.revision': resolved.revision}
-            artifact.origin_revision = resolved.revision
-        _succeed(rt, obj, artifact, f'{digest[7:]}.tar.gz', f"stored artifact for digest '{revision}'",
+        revision = artifact.revision
+        _succeed(rt, obj, artifact, f'{artifact.digest[7:]}.tar.gz', f"stored artifact for digest '{revision}'",
                  event_message=f"stored artifact with revision '{revision}' from '{url}'")
     rt.requeue('OCIRepository', namespace, name, interval_of(obj, default='5m'))
+
+
+def _oci_artifact(rt: Runtime, obj: Obj, url: str, ref: Obj) -> Artifact:
+    """The artifact a registry would serve: pinned by ref.digest, else `<tag>@sha256:...`. A semver range
+    pulls the lowest version it admits (there is no tag list to pick the highest from)."""
+    if marker(obj, 'unavailable') == 'true':
+        raise SourceFailure('OCIArtifactPullFailed', f"failed to determine artifact digest: GET "
+                                                     f"{url.replace('oci://', 'https://')}: MANIFEST_UNKNOWN: "
+                                                     'manifest unknown')
+    tag = ref.get('tag') or (chart_version_for(ref['semver']) if ref.get('semver') else 'latest')
+    local = rt.remotes.get(url)
+    resolved = None
+    if local:
+        # A mapped artifact is what `flux push artifact` would push from that repository's default branch.
+        try:
+            resolved = gitsource.resolve_head(local, url=url)
+        except gitsource.GitSourceError as error:
+            raise SourceFailure('OCIArtifactPullFailed', f'failed to pull artifact from {url}: '
+                                                         f'{error.message}') from error
+    content = resolved.commit if resolved else ''
+    digest = str(ref['digest']) if ref.get('digest') else sha256_digest(f'oci:{url}:{tag}:{content}')
+    revision = digest if ref.get('digest') else f'{tag}@{digest}'
+    artifact = Artifact(revision=revision, digest=digest, directory=None, repo=local)
+    if resolved is not None:
+        artifact.commit = resolved.commit
+        artifact.metadata = {'org.opencontainers.image.source': url,
+                             'org.opencontainers.image.revision': resolved.revision}
+        artifact.origin_revision = resolved.revision
+    return artifact
 
 
 def reconcile_bucket(rt: Runtime, namespace: str, name: str) -> None:
