@@ -89,6 +89,12 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    desktop: bool = False
+    webhook: str | None = None  # a URL that gets a JSON POST (Slack-compatible `text`) when a follower ends
+
+
+@dataclass(frozen=True)
 class Config:
     timeout: float = 300.0  # seconds
     verbosity: Verbosity = 'normal'
@@ -100,6 +106,7 @@ class Config:
     sources: tuple[SourceRef, ...] = ()
     trigger_reconcile: bool = True
     scope: Scope = 'affected'
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def with_overrides(self, **overrides: object) -> Config:
         """A copy with settings replaced, e.g. from command-line flags.
@@ -311,6 +318,13 @@ def _string(value: object) -> str:
     raise _Invalid(f'expected a string, got {_describe(value)}')
 
 
+def _webhook(value: object) -> str | None:
+    url = _optional_string(value)
+    if url is not None and not url.startswith(('https://', 'http://')):
+        raise _Invalid(f'{url!r} is not an http(s) URL; use e.g. https://hooks.slack.com/services/...')
+    return url
+
+
 def _optional_string(value: object) -> str | None:
     return None if value is None else _string(value)
 
@@ -397,6 +411,8 @@ _SCALARS: dict[str, Callable[[object], object]] = {
     'cluster.kubeconfig': _optional_path,
     'trigger_reconcile': _bool,
     'scope': _choice(SCOPES),
+    'notify.desktop': _bool,
+    'notify.webhook': _webhook,
 }
 # Lists: how to check each item. An empty (null) value is the empty list.
 _LISTS: dict[str, Callable[[object], object]] = {
@@ -404,7 +420,7 @@ _LISTS: dict[str, Callable[[object], object]] = {
     'cluster.namespaces': _namespace,
     'sources': _source_ref,
 }
-_SECTIONS = ('monitor', 'output', 'error_handling', 'cluster')
+_SECTIONS = ('monitor', 'output', 'error_handling', 'cluster', 'notify')
 _BOTH_CONTEXTS = 'cluster.context and cluster.contexts cannot both be set'
 
 
@@ -519,7 +535,7 @@ class _Reader:
         if name in _LISTS:
             return self._list(name, node)
         value = self._construct(node)
-        if value is None and name not in ('cluster.context', 'cluster.kubeconfig'):
+        if value is None and name not in ('cluster.context', 'cluster.kubeconfig', 'notify.webhook'):
             raise self._error(
                 node, f'{name}: has no value; set one, or remove the line to use the default',
             )

@@ -303,7 +303,7 @@ BOTH_CONTEXTS = (
 )
 TOP_KEYS = (
     'timeout, verbosity, parallel_monitoring, monitor, output, error_handling, cluster, '
-    'sources, trigger_reconcile, scope'
+    'sources, trigger_reconcile, scope, notify'
 )
 
 

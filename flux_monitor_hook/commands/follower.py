@@ -117,6 +117,19 @@ def _no_source_follows(context: object, config: object) -> bool:
     return not tracker.sources()
 
 
+def _notify(root: Path, record: dict[str, object], *, has_terminal: bool, out: _Tee) -> None:
+    from flux_monitor_hook.config import load_config
+    from flux_monitor_hook.notify import notify
+
+    try:
+        config = load_config(None, root)
+    except UserError:
+        return  # already reported when the follow started
+    for problem in notify(config.notify, record, has_terminal=has_terminal):
+        out.write(f'flux-monitor: {problem}\n')
+    out.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     from flux_monitor_hook.commands import wait
     from flux_monitor_hook.config import load_config
@@ -187,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
         if 'result' in record:
             record.setdefault('branch', args.branch)
             followers.record_result(git_dir, args.branch, record)
+            if record['result'] not in ('superseded', 'no-sources'):
+                _notify(root, record, has_terminal=terminal is not None, out=out)
         followers.unregister(git_dir, args.branch, me.pid)
         if terminal is not None:
             terminal.close()

@@ -192,3 +192,36 @@ def test_installable_from_this_repository_with_try_repo(fleet: Fleet) -> None:
                        timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f'succeeded for {sha[:7]}' in result.stdout or 'All resources reconciled successfully' in result.stdout
+
+
+def test_webhook_notification_when_the_follower_ends(fleet: Fleet) -> None:
+    import http.server
+    import threading
+
+    received: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers['Content-Length']))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (fleet.clone / '.flux-monitor.yaml').write_text(
+            f'notify:\n  webhook: http://127.0.0.1:{server.server_address[1]}/flux\n')
+        _install(fleet, 'pre-push')
+        sha = fleet.commit('new image', {'apps/web.yaml': deployment(image='10.0')})
+        assert fleet.run('git', 'push', 'origin', 'main', stdin=subprocess.DEVNULL).returncode == 0
+        assert fleet.wait_for_result(sha)['result'] == 'succeeded'
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received and received[0]['text'].startswith('✅ flux-monitor: main')
+        assert received[0]['summary']['sha'] == sha
+    finally:
+        server.shutdown()
