@@ -257,6 +257,12 @@ class Session:
         if result == 'failed':
             summary.failures = [self._failure(s) for s in summary.sources + summary.resources
                                 if s.state is State.FAILED]
+        for status in summary.resources:
+            obj = self.tracker.object(status.key)
+            if status.key.kind == 'Kustomization' and obj is not None:
+                summary.inventories[str(status.key)] = [
+                    f'{kind}/{namespace}/{name}' if namespace else f'{kind}/{name}'
+                    for _, kind, namespace, name in objects.inventory_refs(obj)]
         return summary
 
     def _failure(self, status: Status) -> Failure:

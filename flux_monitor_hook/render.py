@@ -169,9 +169,20 @@ class StructuredRenderer:
             self._drawn = 0
         for note in summary.notes:
             self.note(note)
+        if self.verbose:
+            self._inventories(summary)
         if not self.quiet:
             self._timeline(summary)
         self._verdict(summary)
+
+    def _inventories(self, summary: Summary) -> None:
+        """What each Kustomization applied, as `flux tree kustomization` shows it."""
+        for name, entries in summary.inventories.items():
+            self._write('')
+            self._write(f'  {name}')
+            for index, entry in enumerate(entries):
+                branch = '└──' if index == len(entries) - 1 else '├──'
+                self._write(f'  {branch} {entry}')
 
     def _timeline(self, summary: Summary) -> None:
         items = sorted((s for s in summary.sources + summary.resources if s.duration is not None),

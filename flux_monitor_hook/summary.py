@@ -42,6 +42,8 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     error: str | None = None  # result error: the one-line message, also printed on stderr
     error_code: int = exit_codes.UNAVAILABLE  # result error: usage (3) or unavailable (4)
+    # What each followed Kustomization applied (its status.inventory), as Kind/namespace/name, for -v.
+    inventories: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
