@@ -109,6 +109,12 @@ class Fleet:
     def git_dir(self) -> Path:
         return self.clone / '.git'
 
+    def wait_until_following(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while 'following' not in self.flux_monitor('status').stdout:
+            assert time.monotonic() < deadline, 'no follower started'
+            time.sleep(0.1)
+
     def wait_for_result(self, sha: str, timeout: float = 30) -> dict:
         import json
 

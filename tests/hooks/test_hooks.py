@@ -85,9 +85,7 @@ def test_a_newer_push_supersedes_the_follower(fleet: Fleet) -> None:
     # The first commit never becomes healthy, so its follower is still waiting when the second push comes.
     first = fleet.commit('slow', {'apps/web.yaml': deployment(image='slow', never_ready=True)})
     assert fleet.run('git', 'push', 'origin', 'main', stdin=subprocess.DEVNULL).returncode == 0
-    deadline = time.monotonic() + 20
-    while 'following' not in fleet.flux_monitor('status').stdout and time.monotonic() < deadline:
-        time.sleep(0.1)
+    fleet.wait_until_following()
     second = fleet.commit('fixed', {'apps/web.yaml': deployment(image='1.2')})
     assert fleet.run('git', 'push', 'origin', 'main', stdin=subprocess.DEVNULL).returncode == 0
     superseded = fleet.wait_for_result(first)
@@ -176,9 +174,7 @@ def test_stop_ends_a_follower(fleet: Fleet) -> None:
     _install(fleet, 'pre-push')
     sha = fleet.commit('never ready', {'apps/web.yaml': deployment(image='8.0', never_ready=True)})
     assert fleet.run('git', 'push', 'origin', 'main', stdin=subprocess.DEVNULL).returncode == 0
-    deadline = time.monotonic() + 20
-    while 'following' not in fleet.flux_monitor('status').stdout and time.monotonic() < deadline:
-        time.sleep(0.1)
+    fleet.wait_until_following()
     assert 'stopped the follower of main' in fleet.flux_monitor('stop').stdout
     assert fleet.wait_for_result(sha)['result'] == 'stopped'
 
