@@ -45,6 +45,8 @@ class Options:
     retry: kube.RetryPolicy = field(default_factory=kube.RetryPolicy)
     kustomizations: bool = True
     helmreleases: bool = True
+    # With --scope affected: given a cluster's name and the tracker, which resources the change touches.
+    scope_for: Callable[[str, Tracker], Callable[[objects.ObjectKey], bool]] | None = None
 
 
 @dataclass
@@ -111,7 +113,7 @@ class Session:
         try:
             kube.call(lambda: cluster.custom().list_cluster_custom_object(api.group, api.version, api.plural,
                                                                            limit=1, _request_timeout=15),
-                      f'listing {api.plural}', policy)
+                      f'listing {api.plural}', policy, self._on_retry)  # retries are said, wherever they happen
             return [None]
         except kube.ApiFailure as failure:
             if failure.status != 403:
@@ -183,6 +185,7 @@ class Session:
                 return 'no-sources'
             if not self._announced:
                 self._announced = True
+                self._apply_scope()
                 self.renderer.start(self.tracker.statuses())
             self._trigger_due()
             verdict = self.tracker.verdict(fail_fast=self.options.fail_fast)
@@ -191,6 +194,20 @@ class Session:
             if time.monotonic() >= next_tick:
                 self.renderer.tick(self.tracker.statuses())
                 next_tick = time.monotonic() + TICK
+
+    def _apply_scope(self) -> None:
+        scope_for = self.options.scope_for
+        if scope_for is None:
+            return
+        scopes = {cluster.name: scope_for(cluster.name, self.tracker) for cluster in self.clusters}
+        before = len(self.tracker.resources())
+        self.tracker.set_scope(lambda key: scopes[key.cluster](key), time.monotonic())
+        after = len(self.tracker.resources())
+        if after == 0:
+            self._note_once('the change touches nothing Flux builds: confirming that Flux fetched the commit')
+        elif after < before:
+            self._note_once(f'following the {after} of {before} resources this change affects (--scope all follows '
+                            'every one)')
 
     def _fatal(self, failure: kube.ApiFailure) -> UserError:
         cluster = next((c for c in self.clusters if c.name == failure.cluster), self.clusters[0])

@@ -11,6 +11,14 @@ ExternalArtifacts are followed through their ArtifactGenerator's copy rules to t
 file lands at; a HelmRelease is affected when its chart comes from the changed files or the Kustomization that
 applies it is affected. Everything except `followed_sources`, `default_base` and `affected_scope` is pure over the
 trees it is given.
+
+Where the answer cannot be exact it errs towards "affected", so that waiting on the affected resources never skips
+one that changes: .sourceignore and spec.ignore are not applied; a directory resource without a kustomization file
+(which kustomize refuses) counts whole; a source that cannot be traced file by file (an OCIRepository, an
+ExternalArtifact without its generator, a tarball unpacked by an Extract copy rule) counts as affected, as does every
+HelmRelease an affected Kustomization applies. The one way it can miss: a Kustomization counts as affected through the
+one applying it when a changed file holds its manifest (by kind and name), not when only a JSON 6902 or inline patch
+in a kustomization file changes it.
 """
 from __future__ import annotations
 
@@ -477,7 +485,9 @@ def _untraceable(ref: SourceRef) -> str:
 class Change:
     """A change (the files it touched, the tree after it and, when there is one, before it) and what it affects.
 
-    The trees are indexed on first use and shared by every assessment, e.g. of several clusters.
+    `changed` must be every path that differs between the two trees (gitctx.changed_files): a kustomization file
+    not in it is read once, from the tree after the change, for both. The trees are indexed on first use and shared
+    by every assessment, e.g. of several clusters.
     """
 
     def __init__(self, new: gitctx.TreeReader, old: gitctx.TreeReader | None, changed: Iterable[str]) -> None:
@@ -487,6 +497,7 @@ class Change:
         self._trees: list[_Tree] | None = None
         self._hits: dict[tuple[int, str], dict[str, Chain]] = {}
         self._artifacts: dict[tuple[int, ObjectKey, str], _Artifact] = {}
+        self._landings: dict[tuple[int, ObjectKey, str], list[tuple[str, str, bool]]] = {}
         self._documents: dict[tuple[int, str], list[Any]] = {}
 
     @property
@@ -526,6 +537,17 @@ class Change:
             self._artifacts[key] = _artifact(self.trees[index], produced.spec, produced.aliases)
         return self._artifacts[key]
 
+    def _landed(self, index: int, produced: _Produced) -> list[tuple[str, str, bool]]:
+        """(changed file, artifact path, whether a tarball unpacks there) for each place a changed file lands."""
+        key = (index, produced.generator, str(produced.spec.get('name')))
+        if key not in self._landings:
+            artifact = self._artifact_of(index, produced)
+            self._landings[key] = [(changed, target, False) for changed in self.changed
+                                   for target in artifact.origins.get(changed, ())] + \
+                [(changed, destination, True) for changed in self.changed
+                 for regex, destination in artifact.unpacked if regex.fullmatch(changed)]
+        return self._landings[key]
+
     def _artifact_hits(self, produced: _Produced, path: str | None) -> dict[str, Chain]:
         """Changed repository files that land in the artifact (under what a Kustomization at `path` builds there,
         or anywhere for None), with their chains through the artifact."""
@@ -533,17 +555,15 @@ class Change:
         for index in range(len(self.trees)):
             artifact = self._artifact_of(index, produced)
             built = artifact.tree.builds(path) if path is not None else None
-            for changed in self.changed:
-                for target in artifact.origins.get(changed, ()):
-                    if built is None:
-                        _shorter(hits, changed, (changed, _ARTIFACT + target))
-                    elif target in built:
-                        _shorter(hits, changed, (changed, *artifact.tree.show(built[target])))
-                for regex, destination in artifact.unpacked:
+            for changed, target, unpacked in self._landed(index, produced):
+                if path is None or built is None:
+                    _shorter(hits, changed, (changed, _ARTIFACT + target))
+                elif unpacked:
                     # What a tarball holds is unknown: it may hold anything the Kustomization builds.
-                    if regex.fullmatch(changed) and (path is None or _within(path, destination)
-                                                     or _within(destination, path)):
-                        _shorter(hits, changed, (changed, _ARTIFACT + destination))
+                    if _within(path, target) or _within(target, path):
+                        _shorter(hits, changed, (changed, _ARTIFACT + target))
+                elif target in built:
+                    _shorter(hits, changed, (changed, *artifact.tree.show(built[target])))
         return hits
 
     def _source_hits(self, ref: SourceRef, path: str | None,
@@ -607,7 +627,8 @@ class Change:
                              hits_of: Mapping[ObjectKey, dict[str, Chain]],
                              appliers: Mapping[SourceRef, set[tuple[str, str]]]) -> None:
         # A Kustomization whose own manifest changed is reconciled with its new spec: it is affected through the
-        # Kustomization that applies it. Changes made by patches in kustomization files are not seen here.
+        # Kustomization that applies it. The manifest is found by kind and name, so a strategic-merge patch file
+        # counts too; a JSON 6902 or inline patch of it in a kustomization file does not.
         for key, result in list(results.items()):
             if result.affected:
                 continue
@@ -696,7 +717,8 @@ def affected_resources(
     followed source, or a considered Kustomization applies it), affected by the change or not, and why.
 
     `reader_old` reads the tree before the change (None: there is none, every file counts as new); `changed` are
-    the paths the change touched (gitctx.changed_files); the objects are as the API returns them.
+    all the paths that differ between the two (gitctx.changed_files); the objects are as the API returns them, and
+    `followed_sources` what followed_sources returns.
     """
     return Change(reader_new, reader_old, changed).assess(cluster, kustomizations, helmreleases, generators,
                                                           followed_sources)

@@ -137,6 +137,8 @@ class Tracker:
     started_at: float = 0.0
     follow_kustomizations: bool = True
     follow_helmreleases: bool = True
+    # With --scope affected: which Kustomizations and HelmReleases the change touches (None: all of them).
+    in_scope: Callable[[ObjectKey], bool] | None = None
     _objects: dict[ObjectKey, _Entry] = field(default_factory=dict)
     _statuses: dict[ObjectKey, Status] = field(default_factory=dict)
     # Reverse edges: an object's key -> keys whose state depends on it.
@@ -193,6 +195,14 @@ class Tracker:
         if any(s.state in (State.FAILED, State.BLOCKED) for s in statuses):
             return 'failed'
         return 'succeeded'
+
+    def objects_of(self, cluster: str, kind: str) -> list[Obj]:
+        return [entry.obj for key, entry in self._objects.items() if key.cluster == cluster and key.kind == kind]
+
+    def set_scope(self, in_scope: Callable[[ObjectKey], bool], at: float) -> list[Transition]:
+        """Follow only the resources in scope from now on; everything is assessed again."""
+        self.in_scope = in_scope
+        return self._propagate(sorted(self._objects), at)
 
     def object(self, key: ObjectKey) -> Obj | None:
         entry = self._objects.get(key)
@@ -286,6 +296,8 @@ class Tracker:
         obj = entry.obj
         if key.kind in objects.SOURCE_KINDS:
             status = self._assess_source(key, obj)
+        elif self.in_scope is not None and not self.in_scope(key) and key.kind in ('Kustomization', 'HelmRelease'):
+            status = None
         elif key.kind == 'Kustomization' and self.follow_kustomizations:
             status = self._assess_kustomization(key, obj)
         elif key.kind == 'HelmRelease' and self.follow_helmreleases:

@@ -91,7 +91,7 @@ def test_happy_path_source_then_kustomization() -> None:
     assert state(t, 'Kustomization', 'apps') is State.PENDING
     assert t.verdict() is None
     transitions = t.observe(CLUSTER, 'MODIFIED', git_repository(NEW), 1.0)
-    assert [(tr.status.key.kind, tr.status.state) for tr in transitions][0] == ('GitRepository', State.LANDED)
+    assert (transitions[0].status.key.kind, transitions[0].status.state) == ('GitRepository', State.LANDED)
     t.observe(CLUSTER, 'MODIFIED', kustomization('apps', applied=NEW), 2.5)
     apps = status_of(t, 'Kustomization', 'apps')
     assert apps.state is State.LANDED and apps.duration == 2.5

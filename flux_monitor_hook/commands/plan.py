@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from flux_monitor_hook import cluster as kube
 
     root = gitctx.repo_root(args.repo_path)
+    if args.revision in ('HEAD', '@'):  # the default; as a revision, wait's git context takes it for a branch name
+        args.revision = None
     # wait's settings and git context, without wait's own flags (--format here is plan's).
     shared = argparse.Namespace(**{**vars(args), 'timeout': None, 'verbosity': None, 'scope': None,
                                    'no_trigger': False, 'fail_fast': None, 'format': None, 'color': None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,10 @@ from flux_monitor_hook.config import Config
 from flux_monitor_hook.config import load_config
 from flux_monitor_hook.errors import UserError
 from flux_monitor_hook.git_urls import redact_url
+from flux_monitor_hook.objects import ObjectKey
+from flux_monitor_hook.revisions import extract_hash
 from flux_monitor_hook.tracker import Target
+from flux_monitor_hook.tracker import Tracker
 
 if TYPE_CHECKING:
     from flux_monitor_hook.summary import Summary
@@ -95,8 +99,12 @@ def git_context(args: argparse.Namespace, config: Config) -> GitContext:
                 # when the pushed branch already has the tagged commit.
                 branch = pushed_branch_containing(root, remote, branch, sha)
         elif kind == 'branch' and not args.branch:
-            branch = args.revision.removeprefix('refs/heads/').split('/', 1)[-1] \
-                if args.revision.startswith('refs/remotes/') else args.revision.removeprefix('refs/heads/')
+            # The branch's own name, whether REV is `main`, `HEAD`, `refs/heads/main` or `origin/main`.
+            full = gitctx.ref_name(root, args.revision) or ''
+            if full.startswith('refs/remotes/'):
+                branch = full.split('/', 3)[-1]
+            elif full.startswith('refs/heads/'):
+                branch = full.removeprefix('refs/heads/')
     else:
         upstream = gitctx.upstream(root, branch) if branch else None
         remote_branch = upstream[1] if upstream else branch
@@ -162,6 +170,29 @@ def run(args: argparse.Namespace) -> int:
     return follow_target(context, config, started)
 
 
+def affected_scope(context: GitContext) -> Callable[[str, Tracker], Callable[[ObjectKey], bool]]:
+    """--scope affected: the change is what lies between what Flux has now and the target."""
+    from flux_monitor_hook import plan
+
+    def scope_for(cluster: str, tracker: Tracker) -> Callable[[ObjectKey], bool]:
+        target = context.target
+        base = None
+        for source in tracker.sources():
+            current = extract_hash(source.revision) if source.revision else ''
+            if source.key.cluster == cluster and current != target.sha and \
+                    gitctx.has_commit(context.root, current) and gitctx.is_ancestor(context.root, current, target.sha):
+                base = current
+        if base is None:
+            base = plan.default_base(context.root, target.sha, context.remote, target.branch)
+        followed = {s.key.ref for s in tracker.sources() if s.key.cluster == cluster}
+        return plan.affected_scope(context.root, target.sha, base, cluster,
+                                   tracker.objects_of(cluster, 'Kustomization'),
+                                   tracker.objects_of(cluster, 'HelmRelease'),
+                                   tracker.objects_of(cluster, 'ArtifactGenerator'), followed)
+
+    return scope_for
+
+
 def follow_target(context: GitContext, config: Config, started: float | None = None) -> int:
     return follow_revision(context, config, started).exit_code
 
@@ -184,9 +215,6 @@ def follow_revision(context: GitContext, config: Config, started: float | None =
                   f'({where})')
     for note in context.notes:
         renderer.note(note)
-    if config.scope == 'affected':
-        renderer.note('scope: following every resource fed by the matched sources (affected-only scope needs the '
-                      'changed-file mapping, which is not available yet)')
     policy = kube.RetryPolicy(config.error_handling.retry_attempts, config.error_handling.retry_delay,
                               started + config.timeout)
     try:
@@ -199,7 +227,8 @@ def follow_revision(context: GitContext, config: Config, started: float | None =
                                  trigger=config.trigger_reconcile, fail_fast=config.error_handling.fail_fast,
                                  namespaces=config.cluster.namespaces, retry=policy,
                                  kustomizations=config.monitor.kustomizations,
-                                 helmreleases=config.monitor.helmreleases)
+                                 helmreleases=config.monitor.helmreleases,
+                                 scope_for=affected_scope(context) if config.scope == 'affected' else None)
         session = follow.Session(clusters, target, ancestry(context.root, context.remote, target.sha), renderer,
                                  options, branch=target.branch, started=started)
         session.check_flux()
