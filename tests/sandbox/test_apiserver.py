@@ -381,6 +381,7 @@ def test_forced_410_on_the_next_resume(api_sandbox: Sandbox, kube: client.ApiCli
 def test_outage_takes_the_server_down_and_back_on_the_same_port(api_sandbox: Sandbox,
                                                                 kube: client.ApiClient) -> None:
     port = api_sandbox.server.port
+    client.CoreV1Api(kube).list_namespace()  # a cold client can take longer than the outage to send anything
     outage = api_sandbox.server.start_outage(1.0)
     time.sleep(0.3)
     with pytest.raises(urllib3.exceptions.HTTPError):
