@@ -181,6 +181,8 @@ class Session:
                     self._handle(more)
             if self._unsynced:
                 continue
+            if not self._announced:
+                self._check_named_sources()
             if not self.tracker.sources():
                 return 'no-sources'
             if not self._announced:
@@ -194,6 +196,22 @@ class Session:
             if time.monotonic() >= next_tick:
                 self.renderer.tick(self.tracker.statuses())
                 next_tick = time.monotonic() + TICK
+
+    def _check_named_sources(self) -> None:
+        """--source names objects: one that exists nowhere is a mistake to report, not 'nothing to wait for'."""
+        named = self.target.explicit_sources
+        if not named:
+            return
+        found = {(key.cluster, *key.ref) for key in (status.key for status in self.tracker.sources())}
+        missing = [(cluster.name, ref) for cluster in self.clusters for ref in named
+                   if (cluster.name, *ref) not in found]
+        if len(missing) == len(named) * len(self.clusters):
+            names = ', '.join('/'.join(ref) for ref in named)
+            where = ', '.join(cluster.name for cluster in self.clusters)
+            raise UserError(f'--source {names}: not found in {where}; check the kind, namespace and name (e.g. with '
+                            'flux get sources all -A)')
+        for cluster, ref in missing:
+            self._note_once(f'--source {"/".join(ref)} is not in cluster {cluster}')
 
     def _apply_scope(self) -> None:
         scope_for = self.options.scope_for

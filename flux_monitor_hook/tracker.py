@@ -39,6 +39,8 @@ KUSTOMIZATION_FAILURES = frozenset({
     'BuildFailed', 'ReconciliationFailed', 'HealthCheckFailed', 'PruneFailed', 'InvalidCELExpression',
     'AccessDenied', 'FeatureGateDisabled', 'DecryptionFailed', 'HealthCheckCanceled',
 })
+# Kustomization failures that come after its objects were applied.
+APPLIED_FAILURES = frozenset({'HealthCheckFailed', 'HealthCheckCanceled', 'PruneFailed'})
 HELM_WAITS = frozenset({'Progressing', 'ProgressingWithRetry', 'DependencyNotReady', 'ArtifactFailed',
                         'SourceNotReady', 'Unknown'})
 SOURCE_FAILURES = frozenset({
@@ -159,7 +161,12 @@ class Tracker:
             self._set_edges(key, [])
         else:
             previous = self._objects.get(key)
-            first_failure = previous.first_failure if previous else self._failure_of(obj)
+            if previous is not None:
+                first_failure = previous.first_failure
+            elif self._attempted_target(obj):
+                first_failure = None  # already a verdict on this very commit: not from before it
+            else:
+                first_failure = self._failure_of(obj)
             self._objects[key] = _Entry(obj, first_failure)
             self._set_edges(key, self._edges_of(key, obj))
             source_status = self._source_status_for(key, obj)
@@ -320,6 +327,11 @@ class Tracker:
         if ready and ready.get('status') == 'False' and ready.get('reason') not in HELM_WAITS:
             return (str(ready.get('reason', '')), _normalize_message(str(ready.get('message', ''))))
         return None
+
+    def _attempted_target(self, obj: Obj) -> bool:
+        if obj.get('kind') != 'Kustomization':
+            return False
+        return bool(self._lands(str(objects.status(obj).get('lastAttemptedRevision') or '')))
 
     def _lands(self, revision: str | None) -> bool | None:
         """Does an artifact or applied revision contain the target commit? None: cannot tell."""
@@ -534,13 +546,16 @@ class Tracker:
         current = (not chart_version or status.revision == chart_version) and objects.generation_observed(obj)
         # Its own failure counts once its status is about this commit: the chart it attempted came from the
         # commit, or the Kustomization that applies it has acted on the commit.
-        applied = applier_status is None or applier_status.state in (State.LANDED, State.FAILED)
+        applied = applier_status is None or applier_status.state is State.LANDED or (
+            applier_status.state is State.FAILED and applier_status.reason in APPLIED_FAILURES)
         failure = self._release_failure(obj, ready) if current and (chart_version or applied) else None
         if failure is not None:
             status.state, status.reason, status.message = State.FAILED, *failure
             return status
-        if applier_status is not None and applier_status.state is not State.LANDED:
-            # Its spec may change in this commit too: wait until the Kustomization has applied it.
+        if applier_status is not None and applier_status.state is not State.LANDED and \
+                not (applier_status.state is State.FAILED and applier_status.reason in APPLIED_FAILURES):
+            # Its spec may change in this commit too: wait until the Kustomization has applied it. (A Kustomization
+            # that failed after applying, e.g. its health check, did apply it: the release is judged on its own.)
             if applier_status.state in (State.FAILED, State.BLOCKED):
                 status.state, status.reason = State.BLOCKED, 'DependencyNotReady'
                 status.message = f'{applier_status.key} did not apply: {applier_status.reason}'
