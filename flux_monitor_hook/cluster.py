@@ -6,8 +6,10 @@ imported (it costs about a quarter of a second).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
+import random
 import socket
 import threading
 import time
@@ -68,15 +70,16 @@ class ApiFailure(Exception):
     """A request that failed for good; `permanent` when retrying cannot help (401, 403, 404)."""
 
     def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
-                 cluster: str | None = None) -> None:
+                 cluster: str | None = None, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
         self.cluster = cluster  # the kubeconfig context, when known: several clusters may be followed
+        self._permanent = permanent  # e.g. an untrusted certificate, which no retry makes trusted
 
     @property
     def permanent(self) -> bool:
-        return self.status is not None and self.status < 500 and self.status != 429
+        return self._permanent or (self.status is not None and self.status < 500 and self.status != 429)
 
     @property
     def gone(self) -> bool:
@@ -88,6 +91,11 @@ def _failure(error: BaseException, what: str, cluster: str | None = None) -> Api
 
     if isinstance(error, ApiFailure):
         return error
+    if isinstance(error, ApiException) and not error.status:
+        # The client's own failure, with no answer from the server: it wraps TLS errors as status 0.
+        text = ' '.join(str(error.reason or '').split())
+        untrusted = 'CERTIFICATE_VERIFY_FAILED' in text or 'certificate verify failed' in text
+        return ApiFailure(f'{what}: {redact_text(text) or "TLS error"}', cluster=cluster, permanent=untrusted)
     if isinstance(error, ApiException):
         retry_after = None
         headers = error.headers or {}
@@ -101,12 +109,39 @@ def _failure(error: BaseException, what: str, cluster: str | None = None) -> Api
             message = json.loads(error.body or '{}').get('message') or message
         except (ValueError, AttributeError):
             pass
-        return ApiFailure(f'{what}: {error.status} {message}', error.status, retry_after, cluster)
-    return ApiFailure(f'{what}: {redact_text(str(error)) or type(error).__name__}', cluster=cluster)
+        return ApiFailure(f'{what}: {error.status} {" ".join(message.split())}', error.status, retry_after, cluster)
+    text = ' '.join(str(error).split())
+    untrusted = 'CERTIFICATE_VERIFY_FAILED' in text or 'certificate verify failed' in text
+    return ApiFailure(f'{what}: {redact_text(text) or type(error).__name__}', cluster=cluster, permanent=untrusted)
 
 
 def _transient(error: BaseException) -> bool:
     return isinstance(error, ApiFailure) and not error.permanent
+
+
+BACKOFF_MAX = 30.0
+
+
+def backoff(policy: RetryPolicy, retry: int, retry_after: float | None = None) -> float:
+    """How long to wait before retry number `retry` (1 for the first): exponential from the policy's delay,
+    with jitter between half and all of it (so that N retries always span at least half of
+    delay * (2^N - 1): with the defaults, an outage of 15 s is always ridden out), at least a 429's
+    Retry-After, and never past the deadline."""
+    exponential = min(BACKOFF_MAX, policy.delay * 2 ** (retry - 1))
+    wait = exponential * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    if policy.deadline is not None:
+        wait = min(wait, max(0.0, policy.deadline - time.monotonic()))
+    return wait
+
+
+def request_timeout(policy: RetryPolicy, limit: float) -> float:
+    """A client-side timeout for one request: `limit` seconds, but not past the policy's deadline (a server
+    that accepts connections and never answers must not hold the wait beyond its timeout)."""
+    if policy.deadline is None:
+        return limit
+    return max(1.0, min(limit, policy.deadline - time.monotonic()))
 
 
 def call(function: Callable[[], Any], what: str, policy: RetryPolicy,
@@ -124,12 +159,8 @@ def call(function: Callable[[], Any], what: str, policy: RetryPolicy,
     def wait(retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome else None
-        backoff = tenacity.wait_random_exponential(multiplier=policy.delay, max=30)(retry_state)
-        if isinstance(error, ApiFailure) and error.retry_after is not None:
-            backoff = max(backoff, error.retry_after)
-        if policy.deadline is not None:
-            backoff = min(backoff, max(0.0, policy.deadline - time.monotonic()))
-        return backoff
+        retry_after = error.retry_after if isinstance(error, ApiFailure) else None
+        return backoff(policy, retry_state.attempt_number, retry_after)
 
     def stop(retry_state: tenacity.RetryCallState) -> bool:
         if retry_state.attempt_number > policy.attempts:
@@ -178,9 +209,9 @@ def contexts_in(path: Path) -> tuple[list[str], str | None]:
         mark = getattr(error, 'problem_mark', None)
         where = f':{mark.line + 1}' if mark else ''
         raise UserError(f'{path}{where}: the kubeconfig is not valid YAML; fix or regenerate it (e.g. with your '
-                        "cloud provider's get-credentials command)") from None
+                        "cloud provider's get-credentials command)", exit_codes.UNAVAILABLE) from None
     if not isinstance(document, dict) or not isinstance(document.get('contexts') or [], list):
-        raise UserError(f'{path}: not a kubeconfig (no contexts list); fix or regenerate it')
+        raise UserError(f'{path}: not a kubeconfig (no contexts list); fix or regenerate it', exit_codes.UNAVAILABLE)
     names = [str(item.get('name')) for item in document.get('contexts') or [] if isinstance(item, dict)]
     current = document.get('current-context') or None
     return names, str(current) if current else None
@@ -199,6 +230,11 @@ def connect(kubeconfig: Path | None, context: str | None, *, timeout: float = 10
     if chosen not in names:
         raise UserError(f"context '{chosen}' is not in {path}; use one of: {', '.join(names) or 'none'}")
     configuration = client.Configuration()
+    # The client logs (rather than raises) a failed exec credential plugin, then goes on without a token: its
+    # messages are kept out of stderr and turned into the one-line error they deserve.
+    logged = _Collect()
+    root_logger = logging.getLogger()
+    root_logger.addHandler(logged)
     try:
         config.load_kube_config(config_file=str(path), context=chosen, client_configuration=configuration,
                                 persist_config=False)
@@ -208,10 +244,28 @@ def connect(kubeconfig: Path | None, context: str | None, *, timeout: float = 10
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise UserError(f"cannot use context '{chosen}' of {path}: {redact_text(str(error))}",
                         exit_codes.UNAVAILABLE) from None
+    finally:
+        root_logger.removeHandler(logged)
+    if logged.messages:  # only the credential plugins log errors while loading
+        detail = ' '.join(redact_text(logged.messages[0]).split())[:300]
+        raise UserError(f"cannot get credentials for context '{chosen}' of {path}: its credential plugin failed "
+                        f"({detail}); log in again with your provider's tool, or fix the user's exec section",
+                        exit_codes.UNAVAILABLE)
     configuration.retries = False  # tenacity retries, within our deadline, not urllib3 behind our back
     api_client = client.ApiClient(configuration)
     api_client.user_agent = 'flux-monitor'
     return Cluster(chosen, api_client)
+
+
+class _Collect(logging.Handler):
+    """Keeps the errors the kubernetes client logs while it loads a kubeconfig."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def discover(cluster: Cluster, policy: RetryPolicy) -> dict[str, Api]:
@@ -219,7 +273,7 @@ def discover(cluster: Cluster, policy: RetryPolicy) -> dict[str, Api]:
     from kubernetes import client
 
     def fetch() -> Any:
-        return client.ApisApi(cluster.api_client).get_api_versions()
+        return client.ApisApi(cluster.api_client).get_api_versions(_request_timeout=request_timeout(policy, 30))
 
     try:
         groups = call(fetch, 'listing API groups', policy)
@@ -242,8 +296,8 @@ def unavailable(cluster: Cluster, failure: ApiFailure) -> UserError:
         return UserError(f'cluster {cluster.name} ({host}) rejected the credentials (401 Unauthorized); refresh them, '
                          'e.g. log in again or regenerate the kubeconfig', exit_codes.UNAVAILABLE)
     if failure.status == 403:
-        return UserError(f'cluster {cluster.name}: {failure}; ask for read access to the Flux resources (see the '
-                         'RBAC example in the README)', exit_codes.UNAVAILABLE)
+        return UserError(f'cluster {cluster.name}: {failure}; ask for read access to the Flux resources (the '
+                         'ClusterRole in docs/rbac.yaml of flux-monitor-hook lists them)', exit_codes.UNAVAILABLE)
     hint = 'check that the cluster is up and reachable'
     if 'CERTIFICATE_VERIFY_FAILED' in str(failure) or 'certificate verify failed' in str(failure):
         hint = "the server's certificate is not trusted: check certificate-authority-data in the kubeconfig"
@@ -260,7 +314,7 @@ def list_objects(cluster: Cluster, api: Api, namespace: str | None, policy: Retr
     resource_version = ''
     while True:
         def page(continue_token: str = token) -> Any:
-            kwargs: dict[str, Any] = {'limit': 500, '_request_timeout': 30}
+            kwargs: dict[str, Any] = {'limit': 500, '_request_timeout': request_timeout(policy, 30)}
             if continue_token:
                 kwargs['_continue'] = continue_token
             if namespace:
@@ -284,7 +338,8 @@ def list_group(cluster: Cluster, group: str, version: str, plural: str, namespac
                **selectors: str) -> list[Obj]:
     """A namespaced list of any grouped kind (apps Deployments, events.k8s.io Events) as plain dicts."""
     def fetch() -> Any:
-        return cluster.custom().list_namespaced_custom_object(group, version, namespace, plural, _request_timeout=30,
+        return cluster.custom().list_namespaced_custom_object(group, version, namespace, plural,
+                                                              _request_timeout=request_timeout(policy, 30),
                                                               **selectors)
 
     result = call(fetch, f'listing {plural}.{group} in {namespace}', policy)
@@ -374,12 +429,27 @@ def follow(cluster: Cluster, api: Api, namespace: str | None, events: queue.Queu
            stop: threading.Event, policy: RetryPolicy, on_retry: Callable[[str], None],
            streams: Streams | None = None) -> None:
     """List, then watch from the list's resourceVersion; relist on 410 (reporting what disappeared), and
-    resume after dropped streams. Runs until stop is set; a permanent failure is put on the queue."""
+    resume after dropped streams. Runs until stop is set; a permanent failure is put on the queue, and so is
+    a transient one once it has come back more than policy.attempts times in a row (with backoff between)."""
     from kubernetes.client.exceptions import ApiException
 
     streams = streams if streams is not None else Streams()
     known: dict[tuple[str, str], Obj] = {}
     resource_version = ''
+    failed = 0  # transient failures in a row, since the last event or cleanly ended stream
+
+    def retry_or_give_up(failure: ApiFailure) -> bool:
+        """Back off before the next attempt (True), or put the failure on the queue when retries are used up."""
+        nonlocal failed
+        failed += 1
+        if failed > policy.attempts:
+            failure.cluster = failure.cluster or cluster.name
+            events.put(failure)
+            return False
+        on_retry(str(failure))
+        stop.wait(backoff(policy, failed, failure.retry_after))
+        return True
+
     while not stop.is_set():
         try:
             if not resource_version:
@@ -396,23 +466,27 @@ def follow(cluster: Cluster, api: Api, namespace: str | None, events: queue.Queu
             if not streams.add(response):
                 response.release_conn()
                 return
+            stream_error: ApiFailure | None = None
             try:
                 for event in _watch_events(response):
                     if stop.is_set():
                         return
                     obj = event.get('object') or {}
                     event_type = event.get('type', '')
-                    metadata = obj.get('metadata') or {}
-                    if metadata.get('resourceVersion'):
-                        resource_version = str(metadata['resourceVersion'])
-                    if event_type == 'BOOKMARK':
-                        continue
                     if event_type == 'ERROR':
                         status = obj.get('code')
                         if status == 410:
                             resource_version = ''
                             break
-                        raise ApiFailure(f'watching {api.plural}: {obj.get("message")}', status)
+                        stream_error = ApiFailure(f'watching {api.plural}: {obj.get("message")}',
+                                                  status if isinstance(status, int) else None, cluster=cluster.name)
+                        break
+                    failed = 0
+                    metadata = obj.get('metadata') or {}
+                    if metadata.get('resourceVersion'):
+                        resource_version = str(metadata['resourceVersion'])
+                    if event_type == 'BOOKMARK':
+                        continue
                     obj.setdefault('kind', api.kind)
                     obj.setdefault('apiVersion', api.api_version)
                     if event_type == 'DELETED':
@@ -420,9 +494,17 @@ def follow(cluster: Cluster, api: Api, namespace: str | None, events: queue.Queu
                     else:
                         known[_identity(obj)] = obj
                     events.put(WatchEvent(cluster.name, api.kind, event_type, obj))
+                else:
+                    failed = 0  # the server ended the stream (its timeout): resume at once
             finally:
                 streams.discard(response)
                 response.release_conn()
+            if stream_error is not None:
+                if stream_error.permanent:
+                    events.put(stream_error)
+                    return
+                if not retry_or_give_up(stream_error):
+                    return
         except ApiException as error:
             failure = _failure(error, f'watching {api.plural}', cluster.name)
             if failure.gone:
@@ -431,8 +513,8 @@ def follow(cluster: Cluster, api: Api, namespace: str | None, events: queue.Queu
             if failure.permanent:
                 events.put(failure)
                 return
-            on_retry(str(failure))
-            stop.wait(min(policy.delay, 5.0))
+            if not retry_or_give_up(failure):
+                return
         except ApiFailure as failure:
             if failure.gone:
                 resource_version = ''
@@ -443,8 +525,12 @@ def follow(cluster: Cluster, api: Api, namespace: str | None, events: queue.Queu
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
             if stop.is_set():
                 return
-            on_retry(f'watching {api.plural}: {redact_text(str(error)) or type(error).__name__}')
-            stop.wait(min(policy.delay, 5.0))
+            broken = _failure(error, f'watching {api.plural}', cluster.name)
+            if broken.permanent:
+                events.put(broken)
+                return
+            if not retry_or_give_up(broken):
+                return
 
 
 def _identity(obj: Obj) -> tuple[str, str]:
@@ -466,6 +552,6 @@ def request_reconcile(cluster: Cluster, api: Api, namespace: str, name: str, tok
 
     def patch() -> Any:
         return custom.patch_namespaced_custom_object(api.group, api.version, namespace, api.plural, name, body,
-                                                     _request_timeout=15)
+                                                     _request_timeout=request_timeout(policy, 15))
 
     call(patch, f'requesting reconciliation of {api.kind}/{namespace}/{name}', policy)

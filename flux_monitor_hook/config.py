@@ -230,6 +230,8 @@ def _yaml_error_message(label: str, text: str, error: yaml.YAMLError) -> str:
         message = f'{where}: invalid YAML: {problem}'
         if error.context and error.problem and error.context_mark:
             message += f' ({error.context} at line {error.context_mark.line + 1})'
+        if "'\\t'" in message:
+            message += '; indent with spaces, not tabs'
     elif isinstance(error, yaml.reader.ReaderError):
         line = text.count('\n', 0, error.position) + 1
         character = error.character  # a code point, as the text is a str

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 from typing import NamedTuple
 
+from flux_monitor_hook.git_urls import redact_text
+
 # Flux messages are at most a few KB, even with many joined errors. Past this we only read the
 # prefix, which bounds the time a pasted log file or a hostile input can take.
 MAX_CHARS = 16_384
@@ -246,7 +248,9 @@ def _normalize(message: str, kind: str | None, reason: str | None,
         text = text.replace('\\"', '"')
         if '\n' not in text:
             text = text.replace('\\n', '\n')
-    text = text.strip()
+    # A URL in the message may carry credentials (`https://user:token@host`): everything shown derives from
+    # this text, so they go here.
+    text = redact_text(text).strip()
     reporter: _Obj | None = None
     if text.startswith('{'):
         text, reporter = _from_json_log(text)

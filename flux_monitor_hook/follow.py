@@ -54,6 +54,7 @@ class _Trigger:
     next_at: float
     backoff: float = 1.0
     allowed: bool = True
+    sent: bool = False  # a request was patched in
 
 
 class Session:
@@ -111,8 +112,8 @@ class Session:
     def _namespaces(self, cluster: kube.Cluster, api: kube.Api, policy: kube.RetryPolicy) -> list[str | None]:
         """All namespaces at once when allowed, else the configured ones (a namespaced Role is common)."""
         try:
-            kube.call(lambda: cluster.custom().list_cluster_custom_object(api.group, api.version, api.plural,
-                                                                           limit=1, _request_timeout=15),
+            kube.call(lambda: cluster.custom().list_cluster_custom_object(
+                api.group, api.version, api.plural, limit=1, _request_timeout=kube.request_timeout(policy, 15)),
                       f'listing {api.plural}', policy, self._on_retry)  # retries are said, wherever they happen
             return [None]
         except kube.ApiFailure as failure:
@@ -144,7 +145,21 @@ class Session:
             result = 'interrupted'
         finally:
             self._stop_watches()
-        return self._summary(result)
+        summary = self._summary(result)
+        if result == 'timeout':
+            summary.notes.extend(self._health_at_timeout())
+        return summary
+
+    def _health_at_timeout(self) -> list[str]:
+        """Flux health is checked before following; a controller that went down meanwhile (so that nothing
+        moved) is said with the timeout."""
+        notes = []
+        for cluster in self.clusters:
+            line, ok = flux_health(cluster, kube.RetryPolicy(1, 0.2, time.monotonic() + 5))
+            if not ok:
+                prefix = f'[{cluster.name}] ' if len(self.clusters) > 1 else ''
+                notes.append(f'{prefix}at the timeout: {line}')
+        return notes
 
     def _stop_watches(self) -> None:
         """End the watch threads before the verdict is printed and the process exits: a daemon thread
@@ -267,10 +282,21 @@ class Session:
             if api is None or key.kind not in ('GitRepository', 'OCIRepository', 'Bucket'):
                 trigger.allowed = False
                 continue
+            obj = self.tracker.object(key)
+            if trigger.sent and obj is not None and _request_pending(obj):
+                # Flux has yet to handle the last request (it is busy, or down): another would only replace it.
+                # Asking again is for when Flux fetched and the commit was not there yet.
+                trigger.next_at = now + trigger.backoff
+                trigger.backoff = min(trigger.backoff * 2, TRIGGER_BACKOFF_MAX)
+                continue
             policy = kube.RetryPolicy(1, self.options.retry.delay, self.deadline)
             try:
                 kube.request_reconcile(cluster, api, key.namespace, key.name, kube.now_rfc3339_nano(), policy)
+                trigger.sent = True
             except kube.ApiFailure as failure:
+                if failure.status == 401:  # the credentials were revoked or expired: reads will fail too
+                    failure.cluster = key.cluster
+                    raise self._fatal(failure) from None
                 if failure.status == 403:
                     self._note_once(f'not allowed to patch {key} (403): waiting for its interval instead of '
                                     'triggering reconciliation')
@@ -324,6 +350,12 @@ class Session:
                 for e in events[:3]]
 
 
+def _request_pending(obj: objects.Obj) -> bool:
+    """Is a reconciliation request (the requestedAt annotation) newer than what Flux last handled?"""
+    requested = ((obj.get('metadata') or {}).get('annotations') or {}).get(kube.REQUESTED_AT)
+    return bool(requested) and requested != objects.status(obj).get('lastHandledReconcileAt')
+
+
 def next_steps(status: Status) -> list[str]:
     key = status.key
     short = {'Kustomization': 'kustomization', 'HelmRelease': 'helmrelease', 'GitRepository': 'source git',
@@ -339,7 +371,9 @@ def next_steps(status: Status) -> list[str]:
 
 def flux_health(cluster: kube.Cluster, policy: kube.RetryPolicy) -> tuple[str, bool]:
     """From the FluxInstance when there is one, else from the controller Deployments in flux-system."""
-    short_policy = kube.RetryPolicy(min(policy.attempts, 2), policy.delay, time.monotonic() + 10)
+    deadline = time.monotonic() + 10
+    short_policy = kube.RetryPolicy(min(policy.attempts, 2), policy.delay,
+                                    deadline if policy.deadline is None else min(deadline, policy.deadline))
     instance_api = cluster.apis.get('FluxInstance')
     if instance_api is not None:
         try:

@@ -10,6 +10,8 @@ KEEP results and logs are kept. This module is imported on the git hooks' fast p
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -17,9 +19,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from typing import NamedTuple
 
 KEEP = 20
 DIRECTORY = 'flux-monitor'
@@ -70,13 +73,12 @@ def alive(pid: int) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Follower:
+class Follower(NamedTuple):  # not a dataclass: importing dataclasses costs git's hooks ~8 ms
     branch: str
     sha: str
     pid: int
     log: Path
-    started: float
+    started: float  # when the hook queued it (time.time()): the later one supersedes the earlier
 
     def to_json(self) -> dict[str, Any]:
         return {'branch': self.branch, 'sha': self.sha, 'pid': self.pid, 'log': str(self.log),
@@ -100,6 +102,19 @@ def all_running(git_dir: Path) -> list[Follower]:
             found.append(Follower(str(data['branch']), str(data['sha']), int(data['pid']), Path(data['log']),
                                   float(data.get('started', 0))))
     return found
+
+
+@contextlib.contextmanager
+def branch_lock(git_dir: Path, branch: str) -> Iterator[None]:
+    """Held while a follower looks for the branch's running follower and registers itself, so that two
+    followers started at once cannot both miss each other."""
+    path = state_dir(git_dir, 'followers') / f'.{branch_key(branch)}.lock'
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def register(git_dir: Path, follower: Follower) -> None:
@@ -164,7 +179,10 @@ def spawn(arguments: list[str], log: Path, *, terminal: int | None) -> int:
     user's terminal as an extra descriptor, since a process in a new session cannot open /dev/tty."""
     descriptor = open_private(log)
     env = dict(os.environ, FLUX_MONITOR_FOLLOWER='1')
-    extra = ['--terminal-fd', str(terminal)] if terminal is not None else []
+    # The order of the pushes, whatever order their followers come up in.
+    extra = ['--queued-at', repr(time.time())]
+    if terminal is not None:
+        extra += ['--terminal-fd', str(terminal)]
     try:
         process = subprocess.Popen(
             [sys.executable, '-m', 'flux_monitor_hook', 'follower', *arguments, *extra],

@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except UserError as error:
-        print(f'flux-monitor: error: {error}', file=sys.stderr)
+        print(f'flux-monitor: error: {" ".join(str(error).split())}', file=sys.stderr)  # one line, always
         return error.exit_code
     except KeyboardInterrupt:
         print('flux-monitor: interrupted', file=sys.stderr)

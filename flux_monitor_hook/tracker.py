@@ -16,6 +16,7 @@ from enum import Enum
 
 from flux_monitor_hook import objects
 from flux_monitor_hook.git_urls import normalize_repo_url
+from flux_monitor_hook.git_urls import redact_text
 from flux_monitor_hook.objects import Obj
 from flux_monitor_hook.objects import ObjectKey
 from flux_monitor_hook.revisions import extract_hash
@@ -313,6 +314,12 @@ class Tracker:
             status = None
         if status is None:
             return None
+        # Messages come from the cluster: a URL in one may carry credentials (`https://user:token@host`).
+        status.message, status.detail = redact_text(status.message), redact_text(status.detail)
+        if previous is not None and previous.state is State.LANDED and status.state is State.PENDING:
+            # Landed is a fact about the commit: Flux reconciling the object again afterwards (an interval
+            # re-sync is Ready=Unknown while it runs) is no step back, and must not be reported twice.
+            return previous
         status.started_at = previous.started_at if previous else self.started_at
         status.finished_at = previous.finished_at if previous and previous.state == status.state else None
         if status.state is State.FAILED and entry.first_failure is not None:
@@ -325,7 +332,7 @@ class Tracker:
         if stalled and stalled.get('status') == 'True':
             ready = ready if ready and ready.get('status') == 'False' else stalled
         if ready and ready.get('status') == 'False' and ready.get('reason') not in HELM_WAITS:
-            return (str(ready.get('reason', '')), _normalize_message(str(ready.get('message', ''))))
+            return (str(ready.get('reason', '')), _normalize_message(redact_text(str(ready.get('message', '')))))
         return None
 
     def _attempted_target(self, obj: Obj) -> bool:
@@ -524,6 +531,12 @@ class Tracker:
         if objects.suspended(obj):
             status.state, status.detail = State.SUSPENDED, 'suspended: Flux does not release it'
             return status
+        if applier_status is not None and applier_status.state is State.LANDED and \
+                self._pruned(key, applier_status.key):
+            # Its deletion comes on another watch than the Kustomization's status: it may not be here yet.
+            status.state, status.reason, status.detail = State.SKIPPED, 'Deleted', 'pruned'
+            status.message = f'{key} was pruned: {applier_status.key} no longer applies it'
+            return status
         chart_version = None
         if chart_key is not None:
             chart = self._objects.get(chart_key)
@@ -574,6 +587,15 @@ class Tracker:
         status.detail = str(reconciling.get('message')) if reconciling and reconciling.get('status') == 'True' \
             else 'waiting for helm-controller'
         return status
+
+    def _pruned(self, key: ObjectKey, applier: ObjectKey) -> bool:
+        """Has the Kustomization that applied this object left it out of its inventory (pruned it)?"""
+        entry = self._objects.get(applier)
+        inventory = objects.status(entry.obj).get('inventory') if entry else None
+        if entry is None or not isinstance(inventory, dict) or not isinstance(inventory.get('entries'), list):
+            return False  # no inventory to tell
+        applied = {(kind, namespace, name) for _, kind, namespace, name in objects.inventory_refs(entry.obj)}
+        return (key.kind, key.namespace, key.name) not in applied
 
     @staticmethod
     def _release_failure(obj: Obj, ready: Obj) -> tuple[str, str] | None:

@@ -320,7 +320,8 @@ TOP_KEYS = (
             "2:1: invalid YAML: expected ',' or ']', but got '<stream end>' "
             '(while parsing a flow sequence at line 1)',
         ),
-        ('\ttimeout: 5m\n', "1:1: invalid YAML: found character '\\t' that cannot start any token"),
+        ('\ttimeout: 5m\n', "1:1: invalid YAML: found character '\\t' that cannot start any token; indent "
+                            'with spaces, not tabs'),
         (
             "timeout: 'unterminated\n",
             '2:1: invalid YAML: found unexpected end of stream '

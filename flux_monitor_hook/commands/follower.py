@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -26,6 +27,13 @@ from flux_monitor_hook.git_urls import redact_text
 
 class _Stopped(Exception):
     pass
+
+
+@dataclass
+class _Term:
+    armed: bool = False  # SIGTERM raises _Stopped
+    pending: bool = False  # a SIGTERM came before it was armed
+    newer: str | None = None  # the branch's registered commit when the SIGTERM came
 
 
 class _Tee(io.TextIOBase):
@@ -64,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--remote-ref')
     parser.add_argument('--tag')
     parser.add_argument('--terminal-fd', type=int)
+    parser.add_argument('--queued-at', type=float, help='When the hook started this follower (time.time()).')
     parser.add_argument('--verbose', action='store_true')
 
 
@@ -137,16 +146,33 @@ def run(args: argparse.Namespace) -> int:
 
     root: Path = args.root
     git_dir = gitctx.git_dir(root)
-    me = followers.Follower(args.branch, args.sha, os.getpid(), args.log, time.time())
-    previous = followers.running(git_dir, args.branch)
-    followers.register(git_dir, me)
-    if previous is not None and previous.pid != me.pid:
-        followers.stop(previous)
+    # A newer follower may stop this one as soon as it is registered: until the try below, a SIGTERM is kept
+    # for later rather than raised where nothing would record the result. Who stopped it is read at once: by
+    # the time the watches have wound down, the newer follower may have finished and unregistered.
+    term = _Term()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        raise _Stopped()
+        term.newer = followers.current_sha(git_dir, args.branch)
+        if term.armed:
+            raise _Stopped()
+        term.pending = True
 
     signal.signal(signal.SIGTERM, on_term)
+    me = followers.Follower(args.branch, args.sha, os.getpid(), args.log,
+                            args.queued_at if args.queued_at is not None else time.time())
+    with followers.branch_lock(git_dir, args.branch):
+        previous = followers.running(git_dir, args.branch)
+        if previous is not None and previous.pid != me.pid and previous.started > me.started:
+            # The follower of a later push came up first (processes start in any order): it is the one to run.
+            message = f'superseded by {previous.sha}'
+            followers.record_result(git_dir, args.branch, {
+                'sha': args.sha, 'stage': args.stage, 'log': str(args.log), 'result': 'superseded',
+                'exit_code': exit_codes.INTERRUPTED, 'superseded_by': previous.sha, 'message': message})
+            print(f'flux-monitor: {gitctx.short(args.sha)} superseded by {gitctx.short(previous.sha)}', flush=True)
+            return exit_codes.INTERRUPTED
+        followers.register(git_dir, me)
+    if previous is not None and previous.pid != me.pid:
+        followers.stop(previous)
     terminal: TextIO | None = None
     if args.terminal_fd is not None:
         try:
@@ -156,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
     out = _Tee(*(s for s in (sys.stdout, terminal) if s is not None))
     record: dict[str, object] = {'sha': args.sha, 'stage': args.stage, 'log': str(args.log)}
     try:
+        term.armed = True
+        if term.pending:
+            raise _Stopped()
         config = load_config(None, root)
         remote = args.remote or gitctx.default_remote(root, args.branch)
         url = gitctx.remote_url(root, remote) if remote else ''
@@ -182,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         record.update(summary.to_json())
         return summary.exit_code
     except _Stopped:
-        newer = followers.current_sha(git_dir, args.branch)
+        newer = term.newer
         if newer and newer != args.sha:
             record.update(result='superseded', exit_code=exit_codes.INTERRUPTED, superseded_by=newer,
                           message=f'superseded by {newer}')

@@ -14,12 +14,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flux_monitor_hook import exit_codes
-from flux_monitor_hook import followers
-from flux_monitor_hook import gitctx
 from flux_monitor_hook.errors import UserError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# git runs the hook at every commit, where it must return at once: what only the other stages need (git,
+# the follower records, pathlib) is imported by the functions that use it, after the stage is known.
 
 ZERO = '0' * 40
 STAGES = ('pre-push', 'post-commit', 'pre-commit', 'manual')
@@ -35,8 +39,10 @@ def _hook_type_of_ancestors() -> str | None:
     pid = os.getppid()
     for _ in range(6):
         try:
-            arguments = Path(f'/proc/{pid}/cmdline').read_bytes().split(b'\0')
-            status = Path(f'/proc/{pid}/stat').read_text()
+            with open(f'/proc/{pid}/cmdline', 'rb') as stream:
+                arguments = stream.read().split(b'\0')
+            with open(f'/proc/{pid}/stat', encoding='utf-8', errors='replace') as stream:
+                status = stream.read()
         except OSError:
             return None
         for index, argument in enumerate(arguments):
@@ -77,6 +83,8 @@ def _terminal() -> int | None:
 
 
 def _has_kubeconfig(root: Path) -> bool:
+    from pathlib import Path
+
     paths = [p for p in os.environ.get('KUBECONFIG', '').split(os.pathsep) if p]
     paths.append(str(Path.home() / '.kube' / 'config'))
     # A .flux-monitor.yaml may name the kubeconfig: the follower reads it, so let it decide.
@@ -100,6 +108,9 @@ def _warn(message: str) -> None:
 
 def _start_follower(root: Path, branch: str, sha: str, stage: str, *, remote: str | None = None,
                     remote_ref: str | None = None, tag: str | None = None, verbose: bool = False) -> int:
+    from flux_monitor_hook import followers
+    from flux_monitor_hook import gitctx
+
     git_dir = gitctx.git_dir(root)
     log = followers.new_log(git_dir, branch)
     arguments = ['--root', str(root), '--branch', branch, '--sha', sha, '--stage', stage, '--log', str(log)]
@@ -121,6 +132,8 @@ def _start_follower(root: Path, branch: str, sha: str, stage: str, *, remote: st
 
 def _pre_push(root: Path, verbose: bool) -> int:
     """pre-commit passes the first pushed ref only; TO_REF is missing for a new branch's root commit."""
+    from flux_monitor_hook import gitctx
+
     env = os.environ
     remote = env.get('PRE_COMMIT_REMOTE_NAME') or None
     remote_ref = env.get('PRE_COMMIT_REMOTE_BRANCH', '')
@@ -145,6 +158,8 @@ def _pre_push(root: Path, verbose: bool) -> int:
 
 
 def _post_commit(root: Path, verbose: bool) -> int:
+    from flux_monitor_hook import gitctx
+
     branch = gitctx.current_branch(root)
     if branch is None:
         if verbose:
@@ -160,6 +175,7 @@ def _post_commit(root: Path, verbose: bool) -> int:
 
 def _by_hand(root: Path) -> int:
     """Foreground wait for the current branch's pushed revision, with the wait's exit codes."""
+    from flux_monitor_hook import gitctx
     from flux_monitor_hook.commands import wait
 
     parser = argparse.ArgumentParser()
@@ -183,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
         return exit_codes.SUCCESS
     if os.environ.get('FLUX_MONITOR_NO_FOLLOWER') and stage in ('pre-push', 'post-commit'):
         return exit_codes.SUCCESS  # `flux-monitor push` follows in the foreground itself
+    from flux_monitor_hook import gitctx
+
     try:
         root = gitctx.repo_root()
     except UserError as error:

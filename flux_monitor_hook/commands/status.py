@@ -10,6 +10,7 @@ from typing import Any
 from flux_monitor_hook import exit_codes
 from flux_monitor_hook import followers
 from flux_monitor_hook import gitctx
+from flux_monitor_hook.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.wait:
         branch = branch or gitctx.current_branch(root)
         if branch is None:
-            print('flux-monitor: detached HEAD; pass --branch NAME')
-            return exit_codes.USAGE
+            raise UserError('HEAD is detached: pass --branch NAME for the follower to attach to')
         _attach(git_dir, branch)
     results = followers.latest_results(git_dir)
     if branch is not None:

@@ -13,6 +13,7 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
@@ -66,16 +67,41 @@ def read_only_rules() -> tuple[Rule, ...]:
     return (Rule(frozenset({'get', 'list', 'watch'}), frozenset({'*'})),)
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request as it arrived (time.monotonic()), and the fault injected into it, if any."""
+
+    at: float
+    verb: str
+    resource: str
+    fault: str | None = None  # 'drop', or the injected status code as text ('503', '429')
+
+
 @dataclass
 class RequestLog:
-    """Counts of requests the server answered, by (verb, resource): for API load tests and benchmarks."""
+    """Counts of requests the server answered, by (verb, resource): for API load tests and benchmarks.
+
+    `requests` also lists every request that reached a fault decision, in order and timestamped, including
+    those answered with an injected failure or dropped (which `counts` leaves out): for retry tests.
+    """
 
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    requests: deque[Request] = field(default_factory=lambda: deque(maxlen=100_000))  # the newest, in order
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, verb: str, resource: str) -> None:
+    def add(self, verb: str, resource: str, at: float | None = None) -> None:
         with self._lock:
             self.counts[(verb, resource)] += 1
+            self.requests.append(Request(time.monotonic() if at is None else at, verb, resource))
+
+    def record_fault(self, verb: str, resource: str, fault: str, at: float) -> None:
+        with self._lock:
+            self.requests.append(Request(at, verb, resource, fault))
+
+    def attempts(self, verb: str, resource: str) -> list[Request]:
+        """Every request of that verb and resource, answered or failed, oldest first."""
+        with self._lock:
+            return [r for r in self.requests if r.verb == verb and r.resource == resource]
 
     def total(self) -> int:
         with self._lock:
@@ -115,6 +141,9 @@ class ApiServer:
         self.faults = faults or FaultInjector()
         self.bookmark_interval = bookmark_interval
         self.identities: dict[str, Identity] = {}
+        # 'group/version's not served (absent from discovery, 404 on requests), e.g. to play a cluster whose
+        # Flux is older than the store's objects: the controllers, which use the store, are not affected.
+        self.hidden_versions: set[str] = set()
         self.log = RequestLog()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -297,17 +326,20 @@ class _Handler(BaseHTTPRequestHandler):
             identity = self._authenticate(path)
             discovery = self._discovery(path) if method == 'GET' else None
             if discovery is not None:
-                self._apply_faults('get', 'discovery')
-                self.api.log.add('get', 'discovery')
+                arrived = time.monotonic()
+                if not self._apply_faults('get', 'discovery', arrived):
+                    return
+                self.api.log.add('get', 'discovery', arrived)
                 self._send(200, discovery)
                 return
             target = self._resolve(path)
             verb = _verb(method, target, params)
             if identity is not None and not identity.allows(verb, target.resource):
                 raise _forbidden(identity, verb, target)
-            if not self._apply_faults(verb, target.resource):
+            arrived = time.monotonic()
+            if not self._apply_faults(verb, target.resource, arrived):
                 return
-            self.api.log.add(verb, target.resource)
+            self.api.log.add(verb, target.resource, arrived)
             if verb == 'watch':
                 self._watch(target, params)
                 return
@@ -327,14 +359,16 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(401, 'Unauthorized', 'Unauthorized')
         return identity
 
-    def _apply_faults(self, verb: str, resource: str) -> bool:
+    def _apply_faults(self, verb: str, resource: str, arrived: float) -> bool:
         decision = self.api.faults.decide(verb, resource)
         if decision.delay:
             time.sleep(decision.delay)
         if decision.drop:
+            self.api.log.record_fault(verb, resource, 'drop', arrived)
             self._drop()
             return False
         if decision.status is not None:
+            self.api.log.record_fault(verb, resource, str(decision.status), arrived)
             message = {429: 'Too many requests, please try again later.',
                        503: 'the server is currently unable to handle the request'}.get(
                 decision.status, 'Internal error occurred: injected fault')
@@ -354,18 +388,22 @@ class _Handler(BaseHTTPRequestHandler):
                 {'clientCIDR': '0.0.0.0/0', 'serverAddress': f'127.0.0.1:{self.api.port}'}]}
         if path == '/api/v1':
             return _resource_list('v1', [t for t in registry.all() if t.group == '' and t.version == 'v1'])
+        hidden = self.api.hidden_versions
+        groups = {name: [v for v in versions if f'{name}/{v}' not in hidden]
+                  for name, versions in registry.groups().items()}
         if path == '/apis':
-            groups = registry.groups()
             return {'kind': 'APIGroupList', 'apiVersion': 'v1',
-                    'groups': [_group(name, versions) for name, versions in sorted(groups.items()) if name]}
+                    'groups': [_group(name, versions) for name, versions in sorted(groups.items())
+                               if name and versions]}
         parts = path.strip('/').split('/')
         if parts[0] == 'apis' and len(parts) == 2:
-            versions = registry.groups().get(parts[1])
+            versions = groups.get(parts[1])
             if not versions:
                 raise ApiError(404, 'the server could not find the requested resource', 'NotFound')
             return {'kind': 'APIGroup', 'apiVersion': 'v1', **_group(parts[1], versions)}
         if parts[0] == 'apis' and len(parts) == 3:
-            types = [t for t in registry.all() if t.group == parts[1] and t.version == parts[2]]
+            types = [t for t in registry.all() if t.group == parts[1] and t.version == parts[2] and
+                     f'{parts[1]}/{parts[2]}' not in hidden]
             if not types:
                 raise ApiError(404, 'the server could not find the requested resource', 'NotFound')
             return _resource_list(f'{parts[1]}/{parts[2]}', types)
@@ -381,6 +419,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts[0] == 'apis' and len(parts) >= 4:
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
+            raise not_found
+        if f'{group}/{version}' in self.api.hidden_versions:
             raise not_found
         registry = self.api.store.registry
         namespace = None

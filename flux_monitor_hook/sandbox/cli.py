@@ -10,6 +10,7 @@ from types import FrameType
 
 from flux_monitor_hook import exit_codes
 from flux_monitor_hook.errors import UserError
+from flux_monitor_hook.git_urls import redact_text
 from flux_monitor_hook.sandbox.faults import FaultSpecError
 from flux_monitor_hook.sandbox.faults import parse_fault_spec
 from flux_monitor_hook.sandbox.gitsource import is_repository
@@ -22,7 +23,8 @@ def _remotes(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         url, sep, path = pair.partition('=')
         if not sep or not url or not path:
-            raise UserError(f'--remote {pair!r} is not URL=PATH; e.g. --remote https://github.com/org/app=./app.git')
+            raise UserError(f'--remote {redact_text(pair)!r} is not URL=PATH; e.g. --remote '
+                            'https://github.com/org/app=./app.git')
         remotes[url] = str(Path(path).resolve())
     return remotes
 
@@ -30,7 +32,8 @@ def _remotes(pairs: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     repo_path = local_path_for_url(args.repo)
     if repo_path is None or not is_repository(repo_path):
-        raise UserError(f'--repo {args.repo!r} is not a local git repository; give a path or file:// URL')
+        raise UserError(f'--repo {redact_text(args.repo)!r} is not a local git repository; give a path or file:// '
+                        'URL')
     if args.speed <= 0:
         raise UserError(f'--speed {args.speed} must be above 0; e.g. --speed 10 runs ten times faster')
     try:

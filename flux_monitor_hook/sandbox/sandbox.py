@@ -104,9 +104,10 @@ class Sandbox:
         return path
 
     def add_token(self, rules: tuple[Rule, ...] | None = None, user: str = 'system:serviceaccount:test:monitor',
-                  kubeconfig_path: Path | None = None) -> str:
-        """A new bearer token limited to rules (None: everything); writes a kubeconfig for it if asked."""
-        token = secrets.token_hex(16)
+                  kubeconfig_path: Path | None = None, token: str | None = None) -> str:
+        """A new bearer token (random unless given) limited to rules (None: everything); writes a kubeconfig
+        for it if asked."""
+        token = token or secrets.token_hex(16)
         self.server.add_token(token, user, rules)
         if kubeconfig_path is not None:
             self.write_kubeconfig(kubeconfig_path, token)

@@ -1,0 +1,1 @@
+"""Benchmarks of flux-monitor against the local Flux sandbox; run them with `python benchmarks/run.py`."""
