@@ -37,18 +37,8 @@ class _ClusterPlan:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--revision', help='Commit, branch or tag to plan, pushed or not (default: HEAD).')
-    parser.add_argument('--repo-path', type=Path, help='The git repository (default: the current directory).')
-    parser.add_argument('--remote', help="The git remote Flux fetches from (default: the branch's upstream, else "
-                                         'origin).')
-    parser.add_argument('--branch', help='The branch Flux follows (default: the current branch).')
-    parser.add_argument('--context', action='append', default=[], help='Kubeconfig context; repeat for several '
-                                                                       'clusters.')
-    parser.add_argument('--kubeconfig', type=Path)
-    parser.add_argument('--namespace', action='append', default=[],
-                        help='Namespaces to list when listing across namespaces is forbidden (repeatable).')
-    parser.add_argument('--source', action='append', default=[], metavar='KIND/NAMESPACE/NAME',
-                        help='Use these Flux sources instead of matching the git remote (repeatable).')
+    wait.add_git_arguments(parser, 'Commit, branch or tag to plan, pushed or not (default: HEAD).')
+    wait.add_cluster_arguments(parser)
     parser.add_argument('--format', choices=('text', 'json'), default='text')
     parser.add_argument('--config', type=Path, help='Settings file (default: .flux-monitor.yaml at the repository '
                                                     'root).')

@@ -32,20 +32,30 @@ class GitContext:
     notes: tuple[str, ...] = ()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--revision', help='Commit, branch or tag (default: what the upstream branch points at).')
+def add_git_arguments(parser: argparse.ArgumentParser, revision_help: str) -> None:
+    """Which revision of which repository: shared by wait and plan."""
+    parser.add_argument('--revision', help=revision_help)
     parser.add_argument('--repo-path', type=Path, help='The git repository (default: the current directory).')
     parser.add_argument('--remote', help="The git remote Flux fetches from (default: the branch's upstream, else "
                                          'origin).')
     parser.add_argument('--branch', help='The branch Flux follows (default: the current branch).')
-    parser.add_argument('--timeout', help='How long to wait, e.g. 300, 5m, 1h30m (default 5m).')
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which clusters and sources: shared by wait and plan."""
     parser.add_argument('--context', action='append', default=[], help='Kubeconfig context; repeat for several '
                                                                        'clusters.')
     parser.add_argument('--kubeconfig', type=Path)
     parser.add_argument('--namespace', action='append', default=[],
-                        help='Namespaces to watch when listing across namespaces is forbidden (repeatable).')
+                        help='Namespaces to read when listing across namespaces is forbidden (repeatable).')
     parser.add_argument('--source', action='append', default=[], metavar='KIND/NAMESPACE/NAME',
                         help='Follow these Flux sources instead of matching the git remote (repeatable).')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_git_arguments(parser, 'Commit, branch or tag (default: what the upstream branch points at).')
+    parser.add_argument('--timeout', help='How long to wait, e.g. 300, 5m, 1h30m (default 5m).')
+    add_cluster_arguments(parser)
     parser.add_argument('--scope', choices=('affected', 'all'))
     parser.add_argument('--no-trigger', action='store_true', help='Do not request reconciliation; wait for Flux.')
     parser.add_argument('--fail-fast', action='store_true', default=None, help='Stop at the first failure.')
