@@ -194,7 +194,7 @@ def test_fail_fast_stops_at_the_first_failure(make_world: MakeWorld) -> None:
     })
 
     fast, patient = fleet.together(lambda: world.wait('--timeout', '30s', '--fail-fast', '--format', 'json'),
-                                   lambda: world.wait('--timeout', '4s', '--format', 'json'))
+                                   lambda: world.wait('--timeout', '20s', '--format', 'json'))
 
     assert fast.code == 1, fast
     assert fast.seconds < 15, fast
@@ -202,8 +202,9 @@ def test_fail_fast_stops_at_the_first_failure(make_world: MakeWorld) -> None:
     assert fast.resource('Kustomization', 'slow')['state'] == 'pending'
     # Without --fail-fast the wait goes on until everything is decided or the timeout, and a failure seen
     # by then is still the verdict (exit 1, not 2), with what was pending in the summary.
+    # (20 s leaves infra's failure, which takes about a second, time to come even on a loaded machine.)
     assert patient.code == 1, patient
-    assert patient.seconds >= 4
+    assert patient.seconds >= 20
     assert patient.summary['result'] == 'failed'
     assert patient.resource('Kustomization', 'slow')['state'] == 'pending'
 
