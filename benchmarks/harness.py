@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from flux_monitor_hook.commands.demo import write_files as demo_write_files  # noqa: E402 - needs the path above
 from flux_monitor_hook.sandbox import Sandbox  # noqa: E402 - needs the path above
 
 Obj = dict[str, Any]
@@ -217,14 +218,7 @@ def git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
     return result.stdout.strip()
 
 
-def write_files(root: Path, files: Mapping[str, str | None]) -> None:
-    for name, content in files.items():
-        path = root / name
-        if content is None:
-            path.unlink(missing_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+write_files = demo_write_files  # the demo's, so the benchmarks write files exactly as it does
 
 
 @dataclass(frozen=True)

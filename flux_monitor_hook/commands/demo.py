@@ -180,7 +180,8 @@ def _git(cwd: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def _write(root: Path, files: Mapping[str, str | None]) -> None:
+def write_files(root: Path, files: Mapping[str, str | None]) -> None:
+    """Write files under root (None deletes one): what a commit changes."""
     for name, content in files.items():
         path = root / name
         if content is None:
@@ -195,7 +196,7 @@ def _make_repositories(workdir: Path) -> tuple[Path, Path]:
     seed = workdir / 'seed'
     seed.mkdir()
     _git(seed, 'init', '-q', '--initial-branch=main')
-    _write(seed, REPOSITORY)
+    write_files(seed, REPOSITORY)
     _git(seed, 'add', '--all')
     _git(seed, 'commit', '-q', '-m', 'Flux demo: infrastructure, apps and a chart')
     remote = workdir / 'fleet.git'
@@ -222,7 +223,7 @@ def run_scenario(scenario: Scenario, config: Config, *, keep: bool = False) -> i
                 raise UserError('demo: the sandbox did not settle within 60 s', exit_codes.UNAVAILABLE)
             if scenario.prepare is not None:
                 scenario.prepare(sandbox)
-            _write(clone, scenario.change)
+            write_files(clone, scenario.change)
             _git(clone, 'add', '--all')
             _git(clone, 'commit', '-q', '-m', f'demo: {scenario.story}')
             _git(clone, 'push', '-q', 'origin', 'main')

@@ -46,18 +46,7 @@ MakeWorld = Callable[..., fleet.World]
 def make_world(tmp_path: Path) -> Iterator[MakeWorld]:
     """Build a World (tests/wait/fleet.world's arguments) at SPEED; several per test get their own directories."""
     with contextlib.ExitStack() as stack:
-        count = 0
-
-        def make(files: fleet.Files | None = None, **kwargs: Any) -> fleet.World:
-            nonlocal count
-            count += 1
-            root = tmp_path / f'world{count}'
-            root.mkdir()
-            kwargs.setdefault('speed', SPEED)
-            kwargs.setdefault('bookmark_interval', 0.5)
-            return stack.enter_context(fleet.world(root, files, **kwargs))
-
-        yield make
+        yield fleet.world_factory(tmp_path, stack, speed=SPEED, bookmark_interval=0.5)
 
 
 def configure(world: fleet.World, settings: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import pty
@@ -360,3 +361,15 @@ def merged_kubeconfig(path: Path, clusters: Mapping[str, Sandbox], current: str 
                                                                'namespace': 'flux-system'}})
     write_kubeconfig(path, document)
     return path
+
+
+def world_factory(tmp_path: Path, stack: contextlib.ExitStack, **defaults: Any) -> Callable[..., World]:
+    """make(files, **world arguments): a World per call in its own directory, closed with the stack."""
+    count = itertools.count(1)
+
+    def make(files: Files | None = None, **kwargs: Any) -> World:
+        root = tmp_path / f'world{next(count)}'
+        root.mkdir()
+        return stack.enter_context(world(root, files, **{**defaults, **kwargs}))
+
+    return make
