@@ -1,6 +1,7 @@
 """A GitOps repository the sandbox follows, a clone with the pre-commit hooks installed, and a terminal."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -129,8 +130,10 @@ class Fleet:
         raise AssertionError(f'no result for {sha} within {timeout}s')
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
+@contextlib.contextmanager
+def make_fleet(tmp_path: Path, *, speed: float, home: Path) -> Iterator[Fleet]:
+    """A clone with the hook in .pre-commit-config.yaml and a sandbox following its remote; followers stopped
+    and controller errors checked at the end."""
     seed = init_repo(tmp_path / 'seed')
     commit(seed, 'fleet', {
         'clusters/staging/apps.yaml': KUSTOMIZATION,
@@ -141,14 +144,20 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
     git(tmp_path, 'clone', '--quiet', '--bare', str(seed), str(remote))
     clone = tmp_path / 'clone'
     git(tmp_path, 'clone', '--quiet', str(remote), str(clone))
-    with Sandbox(repo=remote, cluster_path='clusters/staging', speed=30, git_interval='10m') as sandbox:
+    with Sandbox(repo=remote, cluster_path='clusters/staging', speed=speed, git_interval='10m') as sandbox:
         assert sandbox.wait_idle(30)
         env = dict(git_env(), KUBECONFIG=str(sandbox.kubeconfig_path), PRE_COMMIT_HOME=str(tmp_path / 'pre-commit'),
-                   HOME=str(tmp_path))
+                   HOME=str(home))
         yield Fleet(sandbox, remote, clone, env)
         subprocess.run([sys.executable, '-m', 'flux_monitor_hook', 'stop'], cwd=clone, env=env, capture_output=True,
                        timeout=30, check=False)
         assert sandbox.controllers.errors == []
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    with make_fleet(tmp_path, speed=30, home=tmp_path) as made:
+        yield made
 
 
 @dataclass

@@ -20,18 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from flux_monitor_hook.sandbox import Sandbox
 from flux_monitor_hook.sandbox.apiserver import Request
 from flux_monitor_hook.sandbox.apiserver import RequestLog
-from tests.hooks.conftest import KUSTOMIZATION
 from tests.hooks.conftest import PRE_COMMIT
 from tests.hooks.conftest import Fleet
-from tests.hooks.conftest import deployment as hook_deployment
-from tests.hooks.conftest import hook_config
-from tests.sandbox.gitutil import commit
-from tests.sandbox.gitutil import git
-from tests.sandbox.gitutil import git_env
-from tests.sandbox.gitutil import init_repo
+from tests.hooks.conftest import make_fleet
 from tests.wait import fleet
 
 # 100x: a Kustomization's 1m health-check timeout is 0.6 s, its 10m interval 6 s, the 1h GitRepository
@@ -186,28 +179,11 @@ def first_event(record: dict[str, Any]) -> bool:
 
 @pytest.fixture
 def hook_fleet(tmp_path: Path) -> Iterator[Fleet]:
-    """tests/hooks' fleet (a clone with the hook in .pre-commit-config.yaml, a sandbox following its remote),
-    faster: the sandbox at SPEED."""
-    seed = init_repo(tmp_path / 'seed')
-    commit(seed, 'fleet', {
-        'clusters/staging/apps.yaml': KUSTOMIZATION,
-        'apps/web.yaml': hook_deployment(),
-        '.pre-commit-config.yaml': hook_config(f'{sys.executable} -m flux_monitor_hook hook'),
-    })
-    remote = tmp_path / 'fleet.git'
-    git(tmp_path, 'clone', '--quiet', '--bare', str(seed), str(remote))
-    clone = tmp_path / 'clone'
-    git(tmp_path, 'clone', '--quiet', str(remote), str(clone))
+    """tests/hooks' fleet, faster: the sandbox at SPEED, and a HOME of its own."""
     home = tmp_path / 'home'
     home.mkdir()
-    with Sandbox(repo=remote, cluster_path='clusters/staging', speed=SPEED, git_interval='10m') as sandbox:
-        assert sandbox.wait_idle(30)
-        env = dict(git_env(), KUBECONFIG=str(sandbox.kubeconfig_path), PRE_COMMIT_HOME=str(tmp_path / 'pre-commit'),
-                   HOME=str(home))
-        yield Fleet(sandbox, remote, clone, env)
-        subprocess.run([sys.executable, '-m', 'flux_monitor_hook', 'stop'], cwd=clone, env=env, capture_output=True,
-                       timeout=30, check=False)
-        assert sandbox.controllers.errors == []
+    with make_fleet(tmp_path, speed=SPEED, home=home) as fleet_:
+        yield fleet_
 
 
 def install_hooks(fleet: Fleet, *hook_types: str) -> None:
